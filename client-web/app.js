@@ -1,0 +1,957 @@
+// app.js — the villagehub web client: screens, routing and the glue between
+// the socket (hub.js), what we know (state.js) and the DOM.
+//
+// Screens: login → my groups → a group with its five channels (chat works;
+// notices, requests, deliberation and exchange say "coming soon" until their
+// protocol exists). Routing is by location.hash: #/login, #/groups,
+// #/g/<group>/<channel>. Every DOM node with user text is filled through
+// textContent, never innerHTML.
+
+import { t, setLang, getLang } from './i18n.js';
+import { Hub } from './hub.js';
+import { GroupLog, Outbox, loadSession, saveSession, clearSession } from './state.js';
+
+const CHANNELS = ['chat', 'notices', 'requests', 'deliberation', 'exchange'];
+const CLIENT_NAME = 'villagehub-web/0.1';
+/** First history page when a group is opened; later pages use the same size. */
+const PAGE = 50;
+/** Errors after which a send is worth retrying with the same client_key. */
+const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
+const LS_LANG = 'vh.lang';
+const LS_LARGE = 'vh.largeText';
+
+const app = {
+  session: null,
+  hub: null,
+  outbox: null,
+  /** group id → GroupLog, in welcome order. */
+  groups: new Map(),
+  welcomed: false,
+  limits: { max_text: 2000, history_limit: 200 },
+  /** client_keys of sends waiting for their reply on the current connection. */
+  inflight: new Set(),
+  /** client_key → {item, seq}: acknowledged, but the event push not seen yet. */
+  acked: new Map(),
+  flushing: false,
+  /** {group, seq} the composer answers, or null. */
+  replyTo: null,
+  /** group id → unsent composer text. */
+  drafts: new Map(),
+  autoOpened: false,
+  loginError: null,
+  loadingOlder: new Set(),
+  quoteFetches: new Set(),
+};
+
+// ---------------------------------------------------------------------------
+// Small DOM helpers
+// ---------------------------------------------------------------------------
+
+function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v == null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function svgIcon(path, cls = 'icon') {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', cls);
+  svg.setAttribute('aria-hidden', 'true');
+  const p = document.createElementNS(ns, 'path');
+  p.setAttribute('d', path);
+  svg.append(p);
+  return svg;
+}
+const ICON_BACK = 'M15.4 4.6 8 12l7.4 7.4-1.8 1.8L4.4 12l9.2-9.2z';
+const ICON_SEND = 'M3 20.5 21 12 3 3.5v6.6l12 1.9-12 1.9z';
+const ICON_CLOCK = 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 2a8 8 0 1 1 0 16 8 8 0 0 1 0-16zm-1 3v6l5 3 1-1.6-4-2.4V7z';
+
+let toastTimer = null;
+function toast(text) {
+  const el = $('#toast');
+  el.textContent = text;
+  el.classList.add('show');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => el.classList.remove('show'), 4500);
+}
+
+function errorText(err) {
+  const code = err && err.code;
+  const key = `error.${code}`;
+  const s = t(key);
+  return s === key ? t('error.unknown', { message: (err && err.message) || String(err) }) : s;
+}
+
+function formatTime(ts) {
+  const d = new Date(ts);
+  const now = new Date();
+  const lang = getLang();
+  const time = d.toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit', hour12: false });
+  const sameDay = (a, b) => a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+  if (sameDay(d, now)) return time;
+  const y = new Date(now);
+  y.setDate(now.getDate() - 1);
+  if (sameDay(d, y)) return t('time.yesterday', { time });
+  const date = d.toLocaleDateString(lang, d.getFullYear() === now.getFullYear()
+    ? { month: 'numeric', day: 'numeric' } : { year: 'numeric', month: 'numeric', day: 'numeric' });
+  return `${date} ${time}`;
+}
+
+// ---------------------------------------------------------------------------
+// Settings shared by every screen
+// ---------------------------------------------------------------------------
+
+function largeText() {
+  return localStorage.getItem(LS_LARGE) === '1';
+}
+
+function toggleLarge() {
+  const on = !largeText();
+  localStorage.setItem(LS_LARGE, on ? '1' : '0');
+  document.documentElement.classList.toggle('large', on);
+  render();
+}
+
+function toggleLang() {
+  const next = getLang() === 'zh-CN' ? 'en' : 'zh-CN';
+  localStorage.setItem(LS_LANG, next);
+  setLang(next);
+  render();
+}
+
+function settingsButtons({ lang = true } = {}) {
+  return [
+    h('button', {
+      class: 'tool', type: 'button', id: 'large-toggle', 'aria-pressed': largeText() ? 'true' : 'false',
+      'aria-label': largeText() ? t('settings.large_text.on') : t('settings.large_text.off'),
+      onclick: toggleLarge,
+    }, t('settings.large_text')),
+    lang && h('button', {
+      class: 'tool', type: 'button', id: 'lang-toggle', lang: getLang() === 'zh-CN' ? 'en' : 'zh-CN',
+      'aria-label': t('settings.lang.label'), onclick: toggleLang,
+    }, t('settings.lang')),
+  ];
+}
+
+function connPill() {
+  const state = app.hub ? app.hub.state : 'connecting';
+  const shown = state === 'idle' || state === 'stopped' ? 'connecting' : state;
+  return h('span', { class: `conn conn-${shown}`, id: 'conn', 'data-state': shown, role: 'status' },
+    h('span', { class: 'dot', 'aria-hidden': 'true' }), t(`conn.${shown}`));
+}
+
+function updateConn() {
+  const old = $('#conn');
+  if (old) old.replaceWith(connPill());
+  const banner = $('#offline-banner');
+  if (banner) banner.hidden = !app.hub || app.hub.state === 'connected' || app.hub.state === 'connecting';
+  for (const el of document.querySelectorAll('.msg.pending')) refreshPendingLabel(el);
+}
+
+// ---------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------
+
+function route() {
+  const m = location.hash.match(/^#\/g\/(\d+)(?:\/(\w+))?/);
+  if (m) return { name: 'group', group: Number(m[1]), channel: CHANNELS.includes(m[2]) ? m[2] : 'chat' };
+  if (location.hash.startsWith('#/groups')) return { name: 'groups' };
+  return { name: 'login' };
+}
+
+function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+function render() {
+  const r = route();
+  if (!app.session && r.name !== 'login') {
+    go('#/login');
+    return;
+  }
+  if (app.session && r.name === 'login') {
+    go('#/groups');
+    return;
+  }
+  if (r.name !== 'group' || r.group !== (app.replyTo && app.replyTo.group)) app.replyTo = null;
+  const root = $('#app');
+  root.replaceChildren();
+  document.title = t('app.name');
+  if (r.name === 'login') root.append(renderLogin());
+  else if (r.name === 'groups') root.append(renderGroups());
+  else root.append(renderGroup(r.group, r.channel));
+  if (r.name === 'group' && r.channel === 'chat') afterChatMounted(r.group);
+}
+
+// ---------------------------------------------------------------------------
+// Login
+// ---------------------------------------------------------------------------
+
+function renderLogin() {
+  const err = h('p', { class: 'form-error', id: 'login-error', role: 'alert' }, app.loginError || '');
+  err.hidden = !app.loginError;
+  const phone = h('input', {
+    id: 'phone', name: 'phone', type: 'tel', inputmode: 'numeric', autocomplete: 'username',
+    placeholder: t('login.phone.placeholder'), maxlength: '20', required: true,
+  });
+  const password = h('input', {
+    id: 'password', name: 'password', type: 'password', autocomplete: 'current-password',
+    placeholder: t('login.password.placeholder'), required: true,
+  });
+  const submit = h('button', { class: 'primary big', type: 'submit', id: 'login-submit' }, t('login.submit'));
+  const form = h('form', { class: 'login-form', novalidate: true, onsubmit: (e) => { e.preventDefault(); login(phone, password, submit, err); } },
+    h('label', { for: 'phone' }, t('login.phone')), phone,
+    h('label', { for: 'password' }, t('login.password')), password,
+    err, submit,
+    h('p', { class: 'hint' }, t('login.hint')));
+  return h('main', { class: 'screen login' },
+    h('div', { class: 'toolbar' }, settingsButtons()),
+    h('div', { class: 'brand' },
+      h('div', { class: 'logo', 'aria-hidden': 'true' }, '村'),
+      h('h1', {}, t('app.name')),
+      h('p', { class: 'tagline' }, t('app.tagline'))),
+    h('section', { class: 'card' }, h('h2', {}, t('login.title')), form));
+}
+
+async function login(phoneEl, passwordEl, submit, errEl) {
+  const phone = phoneEl.value.replace(/[\s-]/g, '');
+  const password = passwordEl.value;
+  const fail = (msg) => {
+    app.loginError = msg;
+    errEl.textContent = msg;
+    errEl.hidden = false;
+    submit.disabled = false;
+    submit.textContent = t('login.submit');
+  };
+  if (!phone || !password) return fail(t('login.missing'));
+  submit.disabled = true;
+  submit.textContent = t('login.busy');
+  let res;
+  try {
+    res = await fetch('/api/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ phone, password }),
+    });
+  } catch {
+    return fail(t('login.network'));
+  }
+  if (!res.ok) {
+    if (res.status === 401 || res.status === 400 || res.status === 404) return fail(t('login.failed'));
+    if (res.status === 429) return fail(t('login.rate_limited'));
+    return fail(t('login.server'));
+  }
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    return fail(t('login.server'));
+  }
+  if (!body || !body.token || !body.account) return fail(t('login.server'));
+  app.loginError = null;
+  app.session = { token: body.token, expires_at: body.expires_at, account: body.account };
+  saveSession(app.session);
+  startHub();
+  go('#/groups');
+}
+
+function logout(message) {
+  if (app.hub) app.hub.stop();
+  app.hub = null;
+  app.session = null;
+  app.outbox = null;
+  app.groups = new Map();
+  app.welcomed = false;
+  app.inflight.clear();
+  app.acked.clear();
+  app.replyTo = null;
+  app.drafts.clear();
+  app.autoOpened = false;
+  app.loginError = message || null;
+  clearSession();
+  go('#/login');
+}
+
+// ---------------------------------------------------------------------------
+// Connection and protocol glue
+// ---------------------------------------------------------------------------
+
+function wsUrl() {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+function startHub() {
+  app.outbox = new Outbox(app.session.account.id);
+  const hub = new Hub({ url: wsUrl(), token: app.session.token, clientName: CLIENT_NAME });
+  app.hub = hub;
+  hub.addEventListener('state', () => {
+    if (app.hub !== hub) return;
+    if (!hub.connected) app.inflight.clear();
+    updateConn();
+  });
+  hub.addEventListener('welcome', (e) => { if (app.hub === hub) onWelcome(e.detail); });
+  hub.addEventListener('event', (e) => { if (app.hub === hub) onEvent(e.detail); });
+  hub.addEventListener('unauthorized', () => { if (app.hub === hub) logout(t('login.expired')); });
+  hub.addEventListener('notice', (e) => {
+    const { code, message } = e.detail;
+    toast(code && code.startsWith('close.') ? t(`error.${code}`) : errorText({ code, message }));
+  });
+  hub.start();
+}
+
+function onWelcome(w) {
+  if (w.limits) app.limits = w.limits;
+  if (w.account && w.account.name && app.session.account.name !== w.account.name) {
+    app.session.account = w.account;
+    saveSession(app.session);
+  }
+  const next = new Map();
+  for (const g of w.groups || []) {
+    const log = app.groups.get(g.id) || new GroupLog(g);
+    log.info = g;
+    next.set(g.id, log);
+  }
+  app.groups = next;
+  const first = !app.welcomed;
+  app.welcomed = true;
+  for (const log of next.values()) subscribe(log);
+  const r = route();
+  if (r.name === 'groups' && !app.autoOpened && next.size === 1) {
+    // One group, as for most residents: skip the list.
+    app.autoOpened = true;
+    go(`#/g/${[...next.keys()][0]}/chat`);
+  } else if (first || r.name === 'groups' || (r.name === 'group' && !next.has(r.group))) {
+    app.autoOpened = true;
+    render();
+  }
+  // A reconnect leaves the open chat as it is (scroll position, draft, reply):
+  // the resumed events are inserted into it one by one.
+  flush();
+}
+
+async function subscribe(log) {
+  const op = { op: 'subscribe', group: log.id };
+  // Resume exactly after the last event we hold; the server replays the rest.
+  if (log.lastSeq !== null) op.since = log.lastSeq;
+  let reply;
+  try {
+    reply = await app.hub.request(op);
+  } catch (err) {
+    if (err.code === 'disconnected') return;
+    if (err.code === 'unauthorized') return logout(t('login.expired'));
+    if (err.code === 'rate_limited' || err.code === 'unavailable' || err.code === 'internal') {
+      await sleep(1000 + Math.random() * 1000);
+      if (app.hub && app.hub.connected && app.groups.get(log.id) === log) subscribe(log);
+      return;
+    }
+    toast(errorText(err));
+    return;
+  }
+  log.setHead(reply.head);
+  checkGap(log);
+  if (isOpen(log.id) && !log.historyLoaded) loadOlder(log);
+  refreshChatChrome(log);
+}
+
+function onEvent(ev) {
+  const log = app.groups.get(ev.group);
+  if (!log) return;
+  if (!log.add(ev)) return; // (group, seq) already shown: a resume or history overlap
+  for (const [key, a] of app.acked) {
+    if (a.item.group === ev.group && a.seq === ev.seq) {
+      app.acked.delete(key);
+      removePendingEl(key);
+    }
+  }
+  if (isOpen(log.id)) insertMessage(log, ev, { live: true });
+  else if (ev.channel === 'chat') {
+    log.unread += 1;
+    const badge = document.querySelector(`.group-card[data-group="${log.id}"] .unread`);
+    if (badge) {
+      badge.textContent = t('groups.unread', { n: log.unread });
+      badge.hidden = false;
+    }
+  }
+  checkGap(log);
+}
+
+/** Events are gap-free by protocol; should one ever be missing, fetch it. */
+async function checkGap(log) {
+  const gap = log.gap();
+  if (!gap || log.filling || !app.hub || !app.hub.connected) return;
+  log.filling = true;
+  try {
+    const limit = Math.min(gap.to - gap.from + 1, app.limits.history_limit || 200);
+    const r = await app.hub.request({ op: 'history', group: log.id, before: gap.to + 1, limit });
+    for (const ev of r.events || []) onEvent(ev);
+  } catch {
+    // Retried on the next event or reconnect.
+  } finally {
+    log.filling = false;
+  }
+}
+
+async function loadOlder(log) {
+  if (log.lastSeq === null || app.loadingOlder.has(log.id) || !app.hub || !app.hub.connected) return;
+  if (log.historyLoaded && !log.more) return;
+  const before = log.oldest !== null ? log.oldest : log.lastSeq + 1;
+  if (before <= 1) {
+    log.more = false;
+    log.historyLoaded = true;
+    refreshChatChrome(log);
+    return;
+  }
+  app.loadingOlder.add(log.id);
+  refreshChatChrome(log);
+  const list = isOpen(log.id) ? $('#messages') : null;
+  const fromBottom = list ? list.scrollHeight - list.scrollTop : 0;
+  const first = !log.historyLoaded;
+  try {
+    const r = await app.hub.request({ op: 'history', group: log.id, before, limit: PAGE });
+    for (const ev of r.events || []) {
+      if (log.add(ev) && isOpen(log.id)) insertMessage(log, ev, { live: false });
+    }
+    log.more = !!r.more && (r.events || []).length > 0;
+    log.historyLoaded = true;
+  } catch (err) {
+    if (err.code !== 'disconnected') toast(errorText(err));
+  } finally {
+    app.loadingOlder.delete(log.id);
+  }
+  refreshChatChrome(log);
+  const list2 = isOpen(log.id) ? $('#messages') : null;
+  if (list2) {
+    if (first) list2.scrollTop = list2.scrollHeight;
+    else list2.scrollTop = list2.scrollHeight - fromBottom; // keep what the reader was looking at
+  }
+  for (const ev of log.events.values()) if (ev.body && ev.body.reply_to) ensureQuote(log, ev.body.reply_to);
+}
+
+/** Loads a quoted message older than the loaded page, for its preview. */
+async function ensureQuote(log, seq) {
+  if (log.lookup(seq) || app.quoteFetches.has(`${log.id}:${seq}`) || !app.hub || !app.hub.connected) return;
+  app.quoteFetches.add(`${log.id}:${seq}`);
+  try {
+    const r = await app.hub.request({ op: 'history', group: log.id, before: seq + 1, limit: 1 });
+    const ev = (r.events || []).find((e) => e.seq === seq);
+    if (ev && !log.events.has(seq)) log.quotes.set(seq, ev);
+    if (isOpen(log.id)) {
+      for (const q of document.querySelectorAll(`.quote[data-quote="${seq}"]`)) q.replaceWith(quoteEl(log, seq));
+    }
+  } catch {
+    app.quoteFetches.delete(`${log.id}:${seq}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The outbox: written messages go out one by one, in order, with their keys
+// ---------------------------------------------------------------------------
+
+async function flush() {
+  const hub = app.hub;
+  if (app.flushing || !hub || !hub.connected || !app.welcomed) return;
+  app.flushing = true;
+  try {
+    for (;;) {
+      if (app.hub !== hub || !hub.connected) break;
+      const item = app.outbox.next();
+      if (!item) break;
+      if (!app.groups.has(item.group)) {
+        // The welcome no longer lists this group: it cannot be sent.
+        app.outbox.markFailed(item.client_key, 'not_found');
+        refreshPending(item);
+        continue;
+      }
+      const key = item.client_key;
+      app.inflight.add(key);
+      refreshPending(item);
+      const body = { text: item.text };
+      if (item.reply_to != null) body.reply_to = item.reply_to;
+      try {
+        const r = await hub.request({ op: 'send', group: item.group, channel: 'chat', body, client_key: key });
+        app.inflight.delete(key);
+        onSent(item, r.seq);
+      } catch (err) {
+        app.inflight.delete(key);
+        refreshPending(item);
+        if (err.code === 'disconnected') break;
+        if (err.code === 'unauthorized') {
+          logout(t('login.expired'));
+          break;
+        }
+        if (RETRYABLE.has(err.code)) {
+          // Same client_key on retry: the server never makes a second event.
+          await sleep(err.code === 'rate_limited' ? 1000 : 2000 + Math.random() * 2000);
+          continue;
+        }
+        app.outbox.markFailed(key, err.code);
+        refreshPending(item);
+        toast(errorText(err));
+      }
+    }
+  } finally {
+    app.flushing = false;
+  }
+  // A message written while the last reply was on its way.
+  if (app.hub === hub && hub.connected && app.outbox && app.outbox.next()) flush();
+}
+
+function onSent(item, seq) {
+  app.outbox.remove(item.client_key);
+  const log = app.groups.get(item.group);
+  if (!log || log.events.has(seq) || (log.lastSeq !== null && seq <= log.lastSeq)) {
+    // Already shown (the push came first), or older than what is loaded.
+    removePendingEl(item.client_key);
+    return;
+  }
+  // Durable, but its push is still on the way: keep it greyed until then, so
+  // it never vanishes and reappears.
+  app.acked.set(item.client_key, { item, seq });
+  refreshPending(item);
+}
+
+function sendMessage(group, text) {
+  const log = app.groups.get(group);
+  const reply = app.replyTo && app.replyTo.group === group ? app.replyTo.seq : null;
+  const item = app.outbox.add(group, text, reply);
+  app.replyTo = null;
+  if (log && isOpen(group)) {
+    const pendingList = $('#pending');
+    pendingList.append(pendingEl(log, item));
+    updateReplyBar(log);
+    updateEmpty(log);
+    scrollToBottom(true);
+  }
+  flush();
+}
+
+// ---------------------------------------------------------------------------
+// Groups screen
+// ---------------------------------------------------------------------------
+
+function renderGroups() {
+  const name = app.session.account.name || '';
+  const cards = [...app.groups.values()].map((log) => {
+    const g = log.info;
+    const unread = h('span', { class: 'unread' }, t('groups.unread', { n: log.unread }));
+    unread.hidden = log.unread === 0;
+    return h('li', {},
+      h('a', { class: 'group-card', href: `#/g/${g.id}/chat`, dataset: { group: String(g.id) } },
+        h('span', { class: 'group-avatar', 'aria-hidden': 'true' }, g.name.slice(0, 1)),
+        h('span', { class: 'group-main' },
+          h('span', { class: 'group-name' }, g.name),
+          h('span', { class: 'group-sub' }, `${g.town} · ${t(`kind.${g.kind}`)} · ${t(`role.${g.role}`)}`)),
+        unread));
+  });
+  let body;
+  if (!app.welcomed) body = h('p', { class: 'placeholder' }, t('groups.loading'));
+  else if (!cards.length) body = h('p', { class: 'placeholder' }, t('groups.empty'));
+  else body = h('ul', { class: 'group-list' }, cards);
+  return h('div', { class: 'screen groups' },
+    h('header', { class: 'bar' },
+      h('h1', { class: 'bar-title' }, t('groups.title')),
+      connPill()),
+    offlineBanner(),
+    h('main', { class: 'content' },
+      body,
+      h('section', { class: 'me' },
+        h('p', { class: 'me-name' }, name),
+        h('div', { class: 'toolbar' }, settingsButtons()),
+        h('button', { class: 'secondary big', type: 'button', id: 'logout', onclick: () => logout() }, t('settings.logout')))));
+}
+
+function offlineBanner() {
+  const b = h('p', { class: 'offline-banner', id: 'offline-banner', role: 'status' }, t('conn.offline.banner'));
+  b.hidden = !app.hub || app.hub.state === 'connected' || app.hub.state === 'connecting';
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Group screen
+// ---------------------------------------------------------------------------
+
+function isOpen(groupId) {
+  const r = route();
+  return r.name === 'group' && r.group === groupId && r.channel === 'chat' && !!$('#messages');
+}
+
+function renderGroup(groupId, channel) {
+  const log = app.groups.get(groupId);
+  const g = log ? log.info : null;
+  const title = g ? g.name : '';
+  if (log && channel === 'chat') {
+    log.unread = 0;
+  }
+  const header = h('header', { class: 'bar' },
+    h('a', { class: 'back', href: '#/groups', 'aria-label': t('nav.back') }, svgIcon(ICON_BACK)),
+    h('div', { class: 'bar-title-wrap' },
+      h('h1', { class: 'bar-title', id: 'group-title' }, title),
+      g && h('p', { class: 'bar-sub' }, `${g.town} · ${t(`kind.${g.kind}`)}`)),
+    connPill(),
+    h('button', {
+      class: 'tool tool-compact', type: 'button', id: 'large-toggle', 'aria-pressed': largeText() ? 'true' : 'false',
+      'aria-label': largeText() ? t('settings.large_text.on') : t('settings.large_text.off'), onclick: toggleLarge,
+    }, t('settings.large_text')));
+  const tabs = h('nav', { class: 'tabs', role: 'tablist' }, CHANNELS.map((c) =>
+    h('a', {
+      class: `tab${c === channel ? ' active' : ''}`, role: 'tab', href: `#/g/${groupId}/${c}`,
+      'aria-selected': c === channel ? 'true' : 'false', dataset: { channel: c },
+    }, t(`channel.${c}`))));
+  let main;
+  if (!app.welcomed || !log) {
+    main = h('main', { class: 'content' }, h('p', { class: 'placeholder' },
+      app.welcomed ? t('error.not_found') : t('groups.loading')));
+  } else if (channel === 'chat') {
+    main = renderChat(log);
+  } else {
+    main = renderSoon(groupId, channel);
+  }
+  return h('div', { class: 'screen group' }, header, tabs, offlineBanner(), main);
+}
+
+function renderSoon(groupId, channel) {
+  return h('main', { class: 'content soon', dataset: { channel } },
+    h('div', { class: 'soon-card' },
+      svgIcon(ICON_CLOCK, 'soon-icon'),
+      h('h2', {}, t(`channel.${channel}.long`)),
+      h('p', { class: 'soon-badge' }, t('channel.soon.title')),
+      h('p', {}, t(`channel.soon.${channel}`)),
+      h('p', { class: 'muted' }, t('channel.soon.meanwhile')),
+      h('a', { class: 'primary big', href: `#/g/${groupId}/chat` }, t('channel.chat'))));
+}
+
+function renderChat(log) {
+  const older = h('div', { class: 'older', id: 'older' });
+  const list = h('ol', { class: 'msglist', id: 'msglist', 'aria-live': 'polite' });
+  for (const ev of log.sorted()) list.append(messageEl(log, ev));
+  const pending = h('ol', { class: 'msglist pendinglist', id: 'pending' });
+  for (const item of app.outbox.forGroup(log.id)) pending.append(pendingEl(log, item));
+  for (const a of app.acked.values()) if (a.item.group === log.id) pending.append(pendingEl(log, a.item));
+  const empty = h('p', { class: 'placeholder chat-empty', id: 'chat-empty' }, t('chat.empty'));
+  const messages = h('div', { class: 'messages', id: 'messages', onscroll: onMessagesScroll },
+    older, list, pending, empty);
+  const newBelow = h('button', { class: 'new-below', id: 'new-below', type: 'button', onclick: () => scrollToBottom(true) }, t('chat.new_below'));
+  newBelow.hidden = true;
+
+  const draft = app.drafts.get(log.id) || '';
+  const input = h('textarea', {
+    id: 'composer-input', rows: '1', placeholder: t('chat.placeholder'), 'aria-label': t('chat.placeholder'),
+    enterkeyhint: 'send',
+  });
+  input.value = draft;
+  const counter = h('span', { class: 'counter', id: 'composer-counter', 'aria-live': 'polite' });
+  const sendBtn = h('button', { class: 'send', type: 'submit', id: 'send', 'aria-label': t('chat.send') },
+    svgIcon(ICON_SEND), h('span', {}, t('chat.send')));
+  const form = h('form', {
+    class: 'composer', id: 'composer',
+    onsubmit: (e) => {
+      e.preventDefault();
+      submitComposer(log, input);
+    },
+  }, input, counter, sendBtn);
+  input.addEventListener('input', () => {
+    app.drafts.set(log.id, input.value);
+    autosize(input);
+    updateCounter(input, counter);
+  });
+  input.addEventListener('keydown', (e) => {
+    // Enter sends; Shift+Enter is a new line; never while an IME (pinyin) is composing.
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      submitComposer(log, input);
+    }
+  });
+  const replyBar = h('div', { class: 'replybar', id: 'replybar' });
+  return h('main', { class: 'content chat', dataset: { group: String(log.id) } },
+    messages, newBelow, replyBar, form);
+}
+
+function afterChatMounted(groupId) {
+  const log = app.groups.get(groupId);
+  if (!log || !$('#messages')) return;
+  refreshChatChrome(log);
+  updateReplyBar(log);
+  const input = $('#composer-input');
+  autosize(input);
+  updateCounter(input, $('#composer-counter'));
+  scrollToBottom(true);
+  if (!log.historyLoaded) loadOlder(log);
+  for (const ev of log.events.values()) if (ev.body && ev.body.reply_to) ensureQuote(log, ev.body.reply_to);
+}
+
+function submitComposer(log, input) {
+  const text = input.value.trim();
+  if (!text) return;
+  const max = app.limits.max_text || 2000;
+  if ([...text].length > max) {
+    toast(t('chat.too_long', { max }));
+    return;
+  }
+  input.value = '';
+  app.drafts.delete(log.id);
+  autosize(input);
+  updateCounter(input, $('#composer-counter'));
+  sendMessage(log.id, text);
+  input.focus();
+}
+
+function autosize(input) {
+  input.style.height = 'auto';
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+function updateCounter(input, counter) {
+  const max = app.limits.max_text || 2000;
+  const n = [...input.value].length;
+  counter.textContent = n > max * 0.8 ? t('chat.count', { n, max }) : '';
+  counter.classList.toggle('over', n > max);
+}
+
+/** The "show older" row, the empty note: everything around the list. */
+function refreshChatChrome(log) {
+  if (!isOpen(log.id)) return;
+  const older = $('#older');
+  older.replaceChildren();
+  if (app.loadingOlder.has(log.id)) {
+    older.append(h('p', { class: 'muted' }, t('chat.loading_older')));
+  } else if (log.historyLoaded && log.more) {
+    older.append(h('button', { class: 'secondary', type: 'button', id: 'load-older', onclick: () => loadOlder(log) }, t('chat.load_older')));
+  } else if (log.historyLoaded && log.events.size > 0) {
+    older.append(h('p', { class: 'muted' }, t('chat.no_older')));
+  }
+  updateEmpty(log);
+}
+
+function updateEmpty(log) {
+  const empty = $('#chat-empty');
+  if (!empty) return;
+  empty.hidden = !(log.historyLoaded && log.events.size === 0 && !$('#pending').children.length);
+}
+
+function onMessagesScroll(e) {
+  const el = e.currentTarget;
+  if (el.scrollHeight - el.scrollTop - el.clientHeight < 40) $('#new-below').hidden = true;
+  if (el.scrollTop < 60) {
+    const r = route();
+    const log = app.groups.get(r.group);
+    if (log && log.historyLoaded && log.more) loadOlder(log);
+  }
+}
+
+function nearBottom() {
+  const el = $('#messages');
+  return !el || el.scrollHeight - el.scrollTop - el.clientHeight < 120;
+}
+
+function scrollToBottom(force) {
+  const el = $('#messages');
+  if (!el) return;
+  if (force || nearBottom()) el.scrollTop = el.scrollHeight;
+  const nb = $('#new-below');
+  if (nb) nb.hidden = true;
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------
+
+function roleBadge(role) {
+  if (role !== 'cadre' && role !== 'secretary') return null;
+  return h('span', { class: `badge badge-${role}` }, t(`role.${role}`));
+}
+
+function snippet(text, n = 40) {
+  const chars = [...text.replace(/\s+/g, ' ')];
+  return chars.length > n ? `${chars.slice(0, n).join('')}…` : chars.join('');
+}
+
+function quoteEl(log, seq) {
+  const q = log.lookup(seq);
+  const el = h('div', { class: 'quote', dataset: { quote: String(seq) } });
+  if (q) {
+    el.append(h('span', { class: 'quote-author' }, `${q.author.name}：`), snippet(q.body.text || ''));
+    el.addEventListener('click', (e) => {
+      const target = document.querySelector(`#msglist .msg[data-seq="${seq}"]`);
+      if (target) {
+        e.stopPropagation();
+        target.scrollIntoView({ block: 'center', behavior: 'smooth' });
+        target.classList.add('flash');
+        setTimeout(() => target.classList.remove('flash'), 1200);
+      }
+    });
+  } else {
+    el.append(t('chat.quote_missing', { seq }));
+    el.classList.add('quote-missing');
+  }
+  return el;
+}
+
+function messageEl(log, ev) {
+  const mine = app.session && ev.author.id === app.session.account.id;
+  const text = (ev.body && ev.body.text) || '';
+  const li = h('li', {
+    class: `msg${mine ? ' mine' : ''}`, tabindex: '0', role: 'button',
+    dataset: { seq: String(ev.seq), group: String(ev.group), author: String(ev.author.id) },
+    'aria-label': `${ev.author.name}: ${text}`,
+    title: t('chat.tap_to_reply'),
+  },
+  h('div', { class: 'meta' },
+    h('span', { class: 'author' }, mine ? t('chat.me') : ev.author.name),
+    roleBadge(ev.author.role),
+    h('time', { datetime: new Date(ev.ts).toISOString() }, formatTime(ev.ts))),
+  ev.body && ev.body.reply_to != null ? quoteEl(log, ev.body.reply_to) : null,
+  h('div', { class: 'text' }, text));
+  const pick = () => setReply(log, ev.seq);
+  li.addEventListener('click', pick);
+  li.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      pick();
+    }
+  });
+  return li;
+}
+
+/** Inserts in seq order (history pages arrive above, live events below). */
+function insertMessage(log, ev, { live }) {
+  const list = $('#msglist');
+  if (!list) return;
+  const stick = nearBottom();
+  const el = messageEl(log, ev);
+  let after = null;
+  for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
+    if (Number(node.dataset.seq) < ev.seq) {
+      after = node;
+      break;
+    }
+  }
+  if (after) after.after(el);
+  else list.prepend(el);
+  // Quotes waiting for this message can now show it.
+  for (const q of list.querySelectorAll(`.quote-missing[data-quote="${ev.seq}"]`)) q.replaceWith(quoteEl(log, ev.seq));
+  if (ev.body && ev.body.reply_to != null) ensureQuote(log, ev.body.reply_to);
+  updateEmpty(log);
+  if (live) {
+    const mine = app.session && ev.author.id === app.session.account.id;
+    if (stick || mine) scrollToBottom(true);
+    else $('#new-below').hidden = false;
+  }
+}
+
+function pendingEl(log, item) {
+  const li = h('li', {
+    class: 'msg mine pending', dataset: { key: item.client_key, group: String(item.group) },
+  },
+  h('div', { class: 'meta' },
+    h('span', { class: 'author' }, t('chat.me')),
+    h('span', { class: 'pending-label' })),
+  item.reply_to != null ? quoteEl(log, item.reply_to) : null,
+  h('div', { class: 'text' }, item.text));
+  refreshPendingLabel(li, item);
+  li.addEventListener('click', () => {
+    const it = app.outbox && app.outbox.items.find((i) => i.client_key === item.client_key);
+    if (it && it.failed) {
+      app.outbox.remove(it.client_key);
+      li.remove();
+      updateEmpty(log);
+    }
+  });
+  return li;
+}
+
+function refreshPendingLabel(li, item) {
+  const key = li.dataset.key;
+  const it = item || (app.outbox && app.outbox.items.find((i) => i.client_key === key));
+  const label = li.querySelector('.pending-label');
+  if (!label) return;
+  li.classList.remove('failed', 'sending', 'acked');
+  if (app.acked.has(key)) {
+    li.classList.add('acked');
+    label.textContent = t('chat.sending');
+  } else if (it && it.failed) {
+    li.classList.add('failed');
+    label.textContent = `${t('chat.failed', { reason: errorText({ code: it.failed }) })} ${t('chat.failed.dismiss')}`;
+  } else if (app.inflight.has(key) || (app.hub && app.hub.connected)) {
+    li.classList.add('sending');
+    label.textContent = t('chat.sending');
+  } else {
+    label.textContent = t('chat.pending');
+  }
+}
+
+function refreshPending(item) {
+  const li = document.querySelector(`.msg.pending[data-key="${CSS.escape(item.client_key)}"]`);
+  if (li) refreshPendingLabel(li, app.outbox.items.find((i) => i.client_key === item.client_key) || item);
+}
+
+function removePendingEl(key) {
+  const li = document.querySelector(`.msg.pending[data-key="${CSS.escape(key)}"]`);
+  if (li) li.remove();
+}
+
+function setReply(log, seq) {
+  app.replyTo = { group: log.id, seq };
+  updateReplyBar(log);
+  const input = $('#composer-input');
+  if (input) input.focus();
+}
+
+function updateReplyBar(log) {
+  const bar = $('#replybar');
+  if (!bar) return;
+  bar.replaceChildren();
+  const r = app.replyTo && app.replyTo.group === log.id ? app.replyTo : null;
+  bar.hidden = !r;
+  if (!r) return;
+  const ev = log.lookup(r.seq);
+  bar.append(
+    h('div', { class: 'replybar-text' },
+      h('span', { class: 'replybar-who' }, t('chat.reply_to', { name: ev ? ev.author.name : `#${r.seq}` })),
+      h('span', { class: 'replybar-snippet' }, ev ? snippet(ev.body.text || '', 60) : '')),
+    h('button', {
+      class: 'replybar-cancel', type: 'button', id: 'reply-cancel', 'aria-label': t('chat.reply_cancel'),
+      onclick: () => { app.replyTo = null; updateReplyBar(log); },
+    }, '×'));
+}
+
+// ---------------------------------------------------------------------------
+// Start
+// ---------------------------------------------------------------------------
+
+function boot() {
+  const lang = localStorage.getItem(LS_LANG);
+  setLang(lang === 'en' ? 'en' : 'zh-CN');
+  document.documentElement.classList.toggle('large', largeText());
+  const s = loadSession();
+  if (s && s.expired) {
+    clearSession();
+    app.loginError = t('login.expired');
+  } else if (s) {
+    app.session = s;
+    startHub();
+  }
+  window.addEventListener('hashchange', render);
+  render();
+}
+
+// Exposed for tests and debugging only; the app never reads it.
+window.villagehub = { app };
+
+boot();

@@ -1,0 +1,99 @@
+// Two residents of one village chat; a resident of another village sees
+// none of it. Real server binary, real Chromium, one browser per person.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep,
+} from './helpers.js';
+
+let server;
+let dataDir;
+const phones = [];
+
+before(async () => {
+  dataDir = tempDir('vh-web-chat-');
+  server = await startServer({ dataDir });
+});
+
+after(async () => {
+  for (const p of phones) await p.close();
+  if (server) await server.stop();
+  rmDir(dataDir);
+});
+
+async function phone() {
+  const p = await launchPhone();
+  phones.push(p);
+  return p;
+}
+
+function hasText(page, text, selector = '#msglist .msg .text') {
+  return page.waitForFunction(
+    ([sel, t]) => [...document.querySelectorAll(sel)].some((e) => e.textContent === t),
+    [selector, text],
+    { timeout: 15_000 },
+  );
+}
+
+test('a wrong password gets a friendly error and no token', async () => {
+  const p = await phone();
+  await login(p.page, server.url, demoPhone(1, 3), 'wrong-password');
+  await p.page.waitForSelector('#login-error:not([hidden])');
+  assert.equal(await p.page.textContent('#login-error'), '手机号或密码不对，请再试一次。');
+  assert.equal(await p.page.evaluate(() => localStorage.getItem('vh.session')), null);
+  await p.close();
+  phones.splice(phones.indexOf(p), 1);
+});
+
+test('two residents of one village see each other; a resident of another village does not', async () => {
+  const alice = await phone(); // member of 聚源桥村
+  const bob = await phone(); // another member of 聚源桥村
+  const carol = await phone(); // member of 南周村
+
+  await login(alice.page, server.url, demoPhone(1, 3));
+  await login(bob.page, server.url, demoPhone(1, 4));
+  await login(carol.page, server.url, demoPhone(3, 3));
+  for (const p of [alice, bob, carol]) await waitForChat(p.page);
+
+  assert.equal(await alice.page.textContent('#group-title'), '聚源桥村');
+  assert.equal(await bob.page.textContent('#group-title'), '聚源桥村');
+  assert.equal(await carol.page.textContent('#group-title'), '南周村');
+  // The token is kept for the next visit.
+  assert.ok(await alice.page.evaluate(() => JSON.parse(localStorage.getItem('vh.session')).token));
+
+  const hello = `今晚七点在村委会议室开会，请大家准时参加。#${Date.now()}`;
+  await sendText(alice.page, hello);
+  await hasText(bob.page, hello);
+  await hasText(alice.page, hello);
+  // The sender's own copy is confirmed (not left greyed) and shown once.
+  await alice.page.waitForSelector('#pending .msg', { state: 'detached', timeout: 15_000 }).catch(() => {});
+  assert.equal(await alice.page.locator('#pending .msg').count(), 0);
+  assert.equal((await shownTexts(alice.page)).filter((t) => t === hello).length, 1);
+  assert.equal((await shownTexts(bob.page)).filter((t) => t === hello).length, 1);
+
+  // Bob answers Alice: tap her message, the reply bar quotes it, send.
+  await bob.page.locator('#msglist .msg', { hasText: hello }).click();
+  await bob.page.waitForSelector('#replybar:not([hidden])');
+  assert.match(await bob.page.textContent('#replybar'), /回复/);
+  const answer = `收到，准时到。#${Date.now()}`;
+  await sendText(bob.page, answer);
+  await hasText(alice.page, answer);
+  const quoted = alice.page.locator('#msglist .msg', { hasText: answer }).locator('.quote');
+  assert.match(await quoted.textContent(), /今晚七点在村委会议室开会/);
+  assert.equal(await bob.page.isHidden('#replybar'), true);
+
+  // Carol's village is live too (her own message comes back), but nothing of
+  // 聚源桥村 ever reaches her, and nothing of hers reaches them.
+  const hers = `南周村的消息 #${Date.now()}`;
+  await sendText(carol.page, hers);
+  await hasText(carol.page, hers);
+  await sleep(1000);
+  const carolSees = await shownTexts(carol.page);
+  assert.ok(!carolSees.includes(hello), 'a resident of another village saw the message');
+  assert.ok(!carolSees.includes(answer), 'a resident of another village saw the reply');
+  assert.ok(!(await shownTexts(alice.page)).includes(hers));
+  assert.ok(!(await shownTexts(bob.page)).includes(hers));
+
+  for (const p of [alice, bob, carol]) assert.deepEqual(p.errors, [], 'no page errors');
+});

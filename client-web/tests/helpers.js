@@ -1,0 +1,172 @@
+// Shared by the browser tests: start the real villagehub binary, launch
+// Debian's Chromium through playwright-core, log a demo resident in.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '..', '..');
+export const BIN = process.env.VILLAGEHUB_BIN || path.join(REPO, 'target', 'debug', 'villagehub');
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+export const ARTIFACTS = path.join(REPO, 'test-artifacts');
+export const PASSWORD = 'demo1234';
+
+/** Demo login: group g (1..3), person p (1 secretary, 2 cadre, 3..6 members). */
+export function demoPhone(g, p) {
+  return `1380000${g}${String(p).padStart(3, '0')}`;
+}
+
+export function tempDir(prefix) {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+const LISTENING = /villagehub listening on (http:\/\/127\.0\.0\.1:(\d+))/;
+
+/**
+ * Starts the server binary and resolves once it prints its listening line.
+ * `listen` defaults to port 0; pass the old address to restart on the same
+ * port, so that the browser's reconnects find it again.
+ */
+export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true, timeoutMs = 60_000 }) {
+  if (!existsSync(BIN)) throw new Error(`server binary not found at ${BIN}: run cargo build -p villagehub (or set VILLAGEHUB_BIN)`);
+  const args = ['--listen', listen, '--data-dir', dataDir];
+  if (demo) args.push('--demo');
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
+  let out = '';
+  let err = '';
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not print its listening line within ${timeoutMs} ms\nstdout:\n${out}\nstderr:\n${err}`));
+    }, timeoutMs);
+    proc.stdout.setEncoding('utf8');
+    proc.stderr.setEncoding('utf8');
+    proc.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = out.match(LISTENING);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.stderr.on('data', (chunk) => {
+      err += chunk;
+      if (err.length > 200_000) err = err.slice(-100_000);
+    });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (code ${code}, signal ${signal})\nstdout:\n${out}\nstderr:\n${err}`));
+    });
+  });
+  const port = Number(new URL(url).port);
+  return {
+    proc,
+    url,
+    port,
+    listen: `127.0.0.1:${port}`,
+    stdout: () => out,
+    stderr: () => err,
+    /** Graceful stop (SIGTERM: the server closes sockets with 1001). */
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      const r = await exited;
+      clearTimeout(t);
+      return r;
+    },
+    /** Crash (SIGKILL): sockets just drop, nothing is flushed by the server. */
+    async kill() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill('SIGKILL');
+      return exited;
+    },
+  };
+}
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+];
+
+/**
+ * One resident = one Chromium with its own fresh, empty profile directory
+ * (a persistent context on a mkdtemp dir): as separate as two phones.
+ */
+export async function launchPhone({ width = 360, height = 740 } = {}) {
+  const profile = tempDir('vh-chromium-');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width, height },
+    deviceScaleFactor: 2,
+    isMobile: false,
+    hasTouch: true,
+    locale: 'zh-CN',
+    timezoneId: 'Asia/Shanghai',
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    // A refused WebSocket while the server is down is the browser's own log
+    // line, expected in the restart test; anything else is a bug.
+    if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+  return {
+    context,
+    page,
+    errors,
+    async close() {
+      await context.close().catch(() => {});
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Opens the app and logs in through the form, as a person would. */
+export async function login(page, baseUrl, phone, password = PASSWORD) {
+  await page.goto(`${baseUrl}/`);
+  await page.fill('#phone', phone);
+  await page.fill('#password', password);
+  await page.click('#login-submit');
+}
+
+/** Waits until the chat of some group is open and connected. */
+export async function waitForChat(page) {
+  await page.waitForSelector('main.chat #composer-input', { timeout: 20_000 });
+  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 20_000 });
+}
+
+/** Types a message in the composer and presses the send button. */
+export async function sendText(page, text) {
+  await page.fill('#composer-input', text);
+  await page.click('#send');
+}
+
+/** Texts of the confirmed (not pending) messages on screen, in order. */
+export async function shownTexts(page) {
+  return page.$$eval('#msglist .msg .text', (els) => els.map((e) => e.textContent));
+}
+
+export function ensureArtifacts() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return ARTIFACTS;
+}
+
+export function rmDir(dir) {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

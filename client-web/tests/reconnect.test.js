@@ -1,0 +1,116 @@
+// The server restarts (once gracefully, once killed with SIGKILL) on the same
+// data directory and port while a resident keeps typing. After the client
+// reconnects, every message is on screen exactly once — for the writer, for
+// a neighbour who stayed connected, and for a newcomer who loads history.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep,
+} from './helpers.js';
+
+let server;
+let dataDir;
+const phones = [];
+
+before(async () => {
+  dataDir = tempDir('vh-web-restart-');
+  server = await startServer({ dataDir });
+});
+
+after(async () => {
+  for (const p of phones) await p.close();
+  if (server) await server.stop();
+  rmDir(dataDir);
+});
+
+async function phone() {
+  const p = await launchPhone();
+  phones.push(p);
+  return p;
+}
+
+const connState = (page) => page.getAttribute('#conn', 'data-state');
+
+async function restart(how) {
+  const listen = server.listen;
+  if (how === 'kill') await server.kill();
+  else await server.stop();
+  return async () => {
+    // Same data directory, same port: the page's reconnects must find it.
+    server = await startServer({ dataDir, listen, demo: false });
+  };
+}
+
+test('messages typed across two server restarts are all there, exactly once', async () => {
+  const writer = await phone();
+  const neighbour = await phone();
+  await login(writer.page, server.url, demoPhone(1, 3));
+  await login(neighbour.page, server.url, demoPhone(1, 5));
+  await waitForChat(writer.page);
+  await waitForChat(neighbour.page);
+
+  const run = Date.now().toString(36);
+  const N = 30;
+  const texts = Array.from({ length: N }, (_, i) => `第${i + 1}条消息 ${run}`);
+  let sawPendingOffline = false;
+  let sawNotConnected = new Set();
+  let bringBack = null;
+
+  for (let i = 0; i < N; i++) {
+    // Down at 8 (graceful, 1001) and up at 13; down at 19 (SIGKILL) and up at 24.
+    if (i === 8) bringBack = await restart('stop');
+    if (i === 19) bringBack = await restart('kill');
+    if (i === 13 || i === 24) {
+      await bringBack();
+      bringBack = null;
+    }
+    await sendText(writer.page, texts[i]);
+    if (bringBack) {
+      // Server down: the message waits greyed in the queue, persisted.
+      const state = await connState(writer.page);
+      if (state !== 'connected') sawNotConnected.add(state);
+      const pending = await writer.page.locator('#pending .msg', { hasText: texts[i] }).count();
+      const queued = await writer.page.evaluate((t) => Object.keys(localStorage)
+        .filter((k) => k.startsWith('vh.outbox.'))
+        .some((k) => JSON.parse(localStorage.getItem(k)).some((item) => item.text === t)), texts[i]);
+      if (pending === 1 && queued) sawPendingOffline = true;
+    }
+    await sleep(150);
+  }
+
+  assert.ok(sawPendingOffline, 'a message typed while the server was down was shown pending and kept in localStorage');
+  assert.ok(sawNotConnected.size > 0, `the connection state showed the outage (saw ${[...sawNotConnected]})`);
+
+  // Everyone converges: nothing pending, every message once, in typing order.
+  const converged = async (page) => {
+    await page.waitForFunction((want) => {
+      const shown = [...document.querySelectorAll('#msglist .msg .text')].map((e) => e.textContent);
+      return want.every((t) => shown.includes(t)) && document.querySelectorAll('#pending .msg').length === 0;
+    }, texts, { timeout: 45_000 });
+    await waitForConnected(page);
+    const shown = (await shownTexts(page)).filter((t) => t.endsWith(run));
+    assert.deepEqual(shown, texts, 'every message exactly once, in order');
+    const seqs = await page.$$eval('#msglist .msg', (els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'rendered in seq order');
+    assert.equal(new Set(seqs).size, seqs.length, 'no seq rendered twice');
+  };
+  await converged(writer.page);
+  await converged(neighbour.page);
+  assert.equal(await writer.page.evaluate(() => Object.keys(localStorage)
+    .filter((k) => k.startsWith('vh.outbox.'))
+    .reduce((n, k) => n + JSON.parse(localStorage.getItem(k)).length, 0)), 0, 'the offline queue is empty');
+
+  // A newcomer loads history from the restarted server: the log itself has
+  // every message once (a retried send was not stored twice).
+  const newcomer = await phone();
+  await login(newcomer.page, server.url, demoPhone(1, 6));
+  await waitForChat(newcomer.page);
+  await converged(newcomer.page);
+
+  for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
+});
+
+async function waitForConnected(page) {
+  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 45_000 });
+}
