@@ -608,7 +608,7 @@ function renderGroup(groupId, channel) {
     h('button', {
       class: 'tool tool-compact', type: 'button', id: 'large-toggle', 'aria-pressed': largeText() ? 'true' : 'false',
       'aria-label': largeText() ? t('settings.large_text.on') : t('settings.large_text.off'), onclick: toggleLarge,
-    }, t('settings.large_text')));
+    }, t('settings.large_text.short')));
   const tabs = h('nav', { class: 'tabs', role: 'tablist' }, CHANNELS.map((c) =>
     h('a', {
       class: `tab${c === channel ? ' active' : ''}`, role: 'tab', href: `#/g/${groupId}/${c}`,
@@ -907,8 +907,11 @@ function removePendingEl(key) {
 }
 
 function setReply(log, seq) {
+  const stick = nearBottom();
   app.replyTo = { group: log.id, seq };
   updateReplyBar(log);
+  // The bar takes room from the list: keep the newest message in sight.
+  if (stick) scrollToBottom(true);
   const input = $('#composer-input');
   if (input) input.focus();
 }

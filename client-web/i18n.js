@@ -12,6 +12,7 @@ const zh = {
   'app.tagline': '村里的事，大家商量',
 
   'settings.large_text': '大字',
+  'settings.large_text.short': '大字',
   'settings.large_text.on': '大字：开',
   'settings.large_text.off': '大字：关',
   'settings.lang': 'English',
@@ -114,6 +115,7 @@ const en = {
   'app.tagline': 'Village matters, decided together',
 
   'settings.large_text': 'Large text',
+  'settings.large_text.short': 'A+',
   'settings.large_text.on': 'Large text: on',
   'settings.large_text.off': 'Large text: off',
   'settings.lang': '中文',
@@ -159,7 +161,7 @@ const en = {
   'channel.notices': 'Notices',
   'channel.requests': 'Requests',
   'channel.deliberation': 'Topics',
-  'channel.exchange': 'Exchange',
+  'channel.exchange': 'Swap',
   'channel.chat.long': 'Chat',
   'channel.notices.long': 'Notices',
   'channel.requests.long': 'Requests',

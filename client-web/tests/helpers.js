@@ -170,3 +170,42 @@ export function rmDir(dir) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Posts a chat message as another demo account, over its own WebSocket
+ * opened inside `page` (Node 20 has no WebSocket client of its own).
+ * Resolves with the `sent` reply's seq.
+ */
+export async function postAs(page, phone, text, replyTo) {
+  return page.evaluate(async ([phone, password, text, replyTo]) => {
+    const res = await fetch('/api/login', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ phone, password }),
+    });
+    if (!res.ok) throw new Error(`login ${phone}: HTTP ${res.status}`);
+    const { token } = await res.json();
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    const frames = [];
+    let wake = null;
+    ws.onmessage = (m) => { frames.push(JSON.parse(m.data)); if (wake) wake(); };
+    const reply = async (id) => {
+      for (;;) {
+        const f = frames.find((x) => x.id === id);
+        if (f) return f;
+        await new Promise((r) => { wake = r; setTimeout(r, 200); });
+      }
+    };
+    await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
+    ws.send(JSON.stringify({ op: 'hello', id: 1, token, client: 'test' }));
+    const w = await reply(1);
+    if (w.type !== 'welcome') throw new Error(JSON.stringify(w));
+    const body = { text };
+    if (replyTo != null) body.reply_to = replyTo;
+    ws.send(JSON.stringify({
+      op: 'send', id: 2, group: w.groups[0].id, channel: 'chat', body, client_key: `test-${Date.now()}-${Math.random()}`,
+    }));
+    const s = await reply(2);
+    ws.close(1000);
+    if (s.type !== 'sent') throw new Error(JSON.stringify(s));
+    return s.seq;
+  }, [phone, PASSWORD, text, replyTo ?? null]);
+}

@@ -1,0 +1,120 @@
+// Phone-size screenshots (360×740) of the main views, for a person to look
+// at: saved under test-artifacts/ (gitignored). Each view is also checked
+// for the one thing that most often breaks on a narrow screen: nothing may
+// stick out sideways.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import {
+  startServer, launchPhone, login, waitForChat, sendText, demoPhone, tempDir, rmDir, ensureArtifacts, postAs,
+} from './helpers.js';
+
+let server;
+let dataDir;
+let phone;
+let dir;
+
+before(async () => {
+  dir = ensureArtifacts();
+  dataDir = tempDir('vh-web-shots-');
+  server = await startServer({ dataDir });
+});
+
+after(async () => {
+  if (phone) await phone.close();
+  if (server) await server.stop();
+  rmDir(dataDir);
+});
+
+async function shot(page, name) {
+  // No horizontal overflow at 360 px: a sideways scroll on a phone is a bug.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
+  // All five channel tabs fit without scrolling sideways.
+  const tabs = await page.evaluate(() => {
+    const el = document.querySelector('.tabs');
+    return el ? el.scrollWidth - el.clientWidth : 0;
+  });
+  assert.ok(tabs <= 0, `${name}: the channel tabs overflow by ${tabs}px`);
+  await page.screenshot({ path: path.join(dir, `${name}.png`) });
+}
+
+test('screenshots of login, group home and chat at 360×740', async () => {
+  phone = await launchPhone({ width: 360, height: 740 });
+  const { page } = phone;
+
+  await page.goto(`${server.url}/`);
+  await page.waitForSelector('#login-submit');
+  await shot(page, 'web-01-login');
+
+  await page.fill('#phone', demoPhone(1, 3));
+  await page.fill('#password', 'wrong');
+  await page.click('#login-submit');
+  await page.waitForSelector('#login-error:not([hidden])');
+  await shot(page, 'web-02-login-error');
+  // The browser logs the expected 401 of the wrong password; that is not a bug.
+  phone.errors.splice(0, phone.errors.length, ...phone.errors.filter((e) => !/status of 401/.test(e)));
+
+  // A conversation with the secretary and a cadre, so badges and quotes show.
+  const s1 = await postAs(page, demoPhone(1, 1), '各位村民好！本周六上午九点在村委会门口开展垃圾分类宣传，欢迎大家参加。');
+  await postAs(page, demoPhone(1, 2), '需要帮忙的请在群里说一声，我们安排志愿者上门。', s1);
+  await postAs(page, demoPhone(1, 4), '我家老人腿脚不便，能不能上门讲解？', s1);
+
+  await login(page, server.url, demoPhone(1, 3));
+  await waitForChat(page);
+  await page.waitForFunction(() => document.querySelectorAll('#msglist .msg').length >= 3);
+  await sendText(page, '好的，我周六去帮忙。');
+  await page.waitForFunction(() => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === '好的，我周六去帮忙。'));
+  await page.waitForSelector('#pending .msg', { state: 'detached' }).catch(() => {});
+  assert.ok(await page.locator('.badge-secretary').count() >= 1, 'secretary badge shown');
+  assert.ok(await page.locator('.badge-cadre').count() >= 1, 'cadre badge shown');
+  assert.ok(await page.locator('#msglist .quote').count() >= 1, 'a reply shows its quote');
+  await shot(page, 'web-03-chat');
+
+  // Tap a message to answer it: the reply bar shows what is answered.
+  await page.locator('#msglist .msg', { hasText: '垃圾分类' }).first().click();
+  await page.fill('#composer-input', '我也报名');
+  await shot(page, 'web-04-chat-reply');
+  await page.click('#reply-cancel');
+  await page.fill('#composer-input', '');
+
+  // The four channels that are not built yet say so plainly.
+  for (const channel of ['notices', 'requests', 'deliberation', 'exchange']) {
+    await page.click(`.tab[data-channel="${channel}"]`);
+    await page.waitForSelector(`main.soon[data-channel="${channel}"]`);
+    assert.match(await page.textContent('main.soon'), /即将上线/);
+  }
+  await page.click('.tab[data-channel="requests"]');
+  await shot(page, 'web-05-requests-soon');
+  await page.click('.tab[data-channel="chat"]');
+  await page.waitForSelector('main.chat #composer-input');
+
+  // Large text for elderly users, kept across a reload.
+  await page.click('#large-toggle');
+  await page.reload();
+  await waitForChat(page);
+  assert.equal(await page.evaluate(() => document.documentElement.classList.contains('large')), true);
+  await page.waitForFunction(() => document.querySelectorAll('#msglist .msg').length >= 4);
+  await shot(page, 'web-06-chat-large');
+  await page.click('#large-toggle');
+
+  // The group list ("my groups") with logout, in English.
+  await page.click('.back');
+  await page.waitForSelector('.group-card');
+  await page.click('#lang-toggle');
+  await page.waitForSelector('text=My groups');
+  await shot(page, 'web-07-groups-en');
+  await page.click('.group-card');
+  await waitForChat(page);
+  await shot(page, 'web-08-chat-en');
+  await page.click('.back');
+  await page.click('#lang-toggle');
+
+  // Logout returns to the login screen and forgets the token.
+  await page.click('#logout');
+  await page.waitForSelector('#login-submit');
+  assert.equal(await page.evaluate(() => localStorage.getItem('vh.session')), null);
+
+  assert.deepEqual(phone.errors, [], 'no page errors');
+});
