@@ -224,7 +224,7 @@ function renderLogin() {
   return h('main', { class: 'screen login' },
     h('div', { class: 'toolbar' }, settingsButtons()),
     h('div', { class: 'brand' },
-      h('div', { class: 'logo', 'aria-hidden': 'true' }, '村'),
+      h('div', { class: 'logo', 'aria-hidden': 'true' }, t('app.logo')),
       h('h1', {}, t('app.name')),
       h('p', { class: 'tagline' }, t('app.tagline'))),
     h('section', { class: 'card' }, h('h2', {}, t('login.title')), form));
@@ -786,7 +786,7 @@ function quoteEl(log, seq) {
   const q = log.lookup(seq);
   const el = h('div', { class: 'quote', dataset: { quote: String(seq) } });
   if (q) {
-    el.append(h('span', { class: 'quote-author' }, `${q.author.name}：`), snippet(q.body.text || ''));
+    el.append(h('span', { class: 'quote-author' }, t('chat.quote_author', { name: q.author.name })), snippet(q.body.text || ''));
     el.addEventListener('click', (e) => {
       const target = document.querySelector(`#msglist .msg[data-seq="${seq}"]`);
       if (target) {
@@ -951,7 +951,28 @@ function boot() {
     startHub();
   }
   window.addEventListener('hashchange', render);
+  document.addEventListener('visibilitychange', onVisibility);
   render();
+}
+
+let hiddenAt = 0;
+/**
+ * A phone that slept may hold a socket that is silently dead. Coming back to
+ * the page, ask the server something small: no reply within the hub's reply
+ * timeout drops the socket and reconnects; no socket at all reconnects now.
+ */
+function onVisibility() {
+  if (document.visibilityState === 'hidden') {
+    hiddenAt = Date.now();
+    return;
+  }
+  if (!app.hub || Date.now() - hiddenAt < 15_000) return;
+  if (!app.hub.connected) {
+    app.hub.reconnectNow();
+    return;
+  }
+  const first = app.groups.keys().next();
+  if (!first.done) app.hub.request({ op: 'history', group: first.value, limit: 1 }).catch(() => {});
 }
 
 // Exposed for tests and debugging only; the app never reads it.

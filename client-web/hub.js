@@ -16,6 +16,11 @@ const HANDSHAKE_TIMEOUT_MS = 12_000;
 // After this many failed attempts in a row the state reads "offline" rather
 // than "reconnecting"; the client keeps trying either way.
 const OFFLINE_AFTER_ATTEMPTS = 4;
+// An op with no reply for this long means the connection is dead even if the
+// browser has not noticed (phone asleep, NAT dropped the flow): drop it and
+// reconnect; sends are then retried with their client_key. Generous, because
+// a long resume backfill is written before later replies.
+const REPLY_TIMEOUT_MS = 30_000;
 
 export class HubError extends Error {
   constructor(code, message) {
@@ -243,6 +248,25 @@ export class Hub extends EventTarget {
     });
   }
 
+  /** Starts the reply watchdog while ops are outstanding. */
+  watch() {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => {
+      if (!this.pending.size || !this.ws) {
+        clearInterval(this.watchdog);
+        this.watchdog = null;
+        return;
+      }
+      const now = performance.now();
+      for (const p of this.pending.values()) {
+        if (p.at && now - p.at > REPLY_TIMEOUT_MS) {
+          this.drop(this.ws);
+          return;
+        }
+      }
+    }, 2_000);
+  }
+
   /** Token bucket at 80 % of the server's sustained rate. */
   pump() {
     clearTimeout(this.pumpTimer);
@@ -256,8 +280,9 @@ export class Hub extends EventTarget {
       const { op, resolve, reject } = this.waiting.shift();
       this.tokens -= 1;
       const id = this.nextId++;
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, at: performance.now() });
       this.ws.send(JSON.stringify({ ...op, id }));
+      this.watch();
     }
     if (this.waiting.length) {
       this.pumpTimer = setTimeout(() => this.pump(), Math.ceil(1000 / rate));

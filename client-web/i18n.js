@@ -10,6 +10,7 @@ export const LANGS = ['zh-CN', 'en'];
 const zh = {
   'app.name': '村居通',
   'app.tagline': '村里的事，大家商量',
+  'app.logo': '村',
 
   'settings.large_text': '大字',
   'settings.large_text.short': '大字',
@@ -79,6 +80,7 @@ const zh = {
   'chat.send': '发送',
   'chat.reply_to': '回复 {name}：',
   'chat.reply_cancel': '取消回复',
+  'chat.quote_author': '{name}：',
   'chat.quote_missing': '原消息（#{seq}）',
   'chat.quote_loading': '正在载入原消息…',
   'chat.pending': '等待发送',
@@ -113,6 +115,7 @@ const zh = {
 const en = {
   'app.name': 'VillageHub',
   'app.tagline': 'Village matters, decided together',
+  'app.logo': '村',
 
   'settings.large_text': 'Large text',
   'settings.large_text.short': 'A+',
@@ -182,6 +185,7 @@ const en = {
   'chat.send': 'Send',
   'chat.reply_to': 'Reply to {name}:',
   'chat.reply_cancel': 'Cancel reply',
+  'chat.quote_author': '{name}: ',
   'chat.quote_missing': 'Original message (#{seq})',
   'chat.quote_loading': 'Loading the original message…',
   'chat.pending': 'Waiting to send',

@@ -137,11 +137,6 @@ export class Outbox {
     }
   }
 
-  /** Another tab of the same account may have changed the queue. */
-  reload() {
-    this.items = this.load();
-  }
-
   newKey() {
     let n = Number(localStorage.getItem(LS.counter) || '0') + 1;
     if (!Number.isFinite(n)) n = 1;
@@ -149,25 +144,39 @@ export class Outbox {
     return `web-${this.accountId}-${Date.now()}-${n}`;
   }
 
+  // Every change re-reads the stored queue first: another tab of the same
+  // account may have queued messages of its own, which must not be erased.
+
   add(group, text, replyTo) {
     const item = { client_key: this.newKey(), group, text, created: Date.now() };
     if (replyTo != null) item.reply_to = replyTo;
+    this.merge();
     this.items.push(item);
     this.save();
     return item;
   }
 
   remove(clientKey) {
+    this.merge();
     this.items = this.items.filter((i) => i.client_key !== clientKey);
     this.save();
   }
 
   markFailed(clientKey, code) {
+    this.merge();
     const it = this.items.find((i) => i.client_key === clientKey);
     if (it) {
       it.failed = code;
       this.save();
     }
+  }
+
+  /** Ours plus whatever other tabs stored, in creation order. */
+  merge() {
+    const stored = this.load();
+    const known = new Set(this.items.map((i) => i.client_key));
+    const extra = stored.filter((i) => !known.has(i.client_key));
+    if (extra.length) this.items = [...this.items, ...extra].sort((a, b) => a.created - b.created);
   }
 
   /** The next item to send, oldest first, skipping failed ones. */
