@@ -397,15 +397,20 @@ async function checkGap(log) {
   const gap = log.gap();
   if (!gap || log.filling || !app.hub || !app.hub.connected) return;
   log.filling = true;
+  const before = log.lastSeq;
   try {
     const limit = Math.min(gap.to - gap.from + 1, app.limits.history_limit || 200);
     const r = await app.hub.request({ op: 'history', group: log.id, before: gap.to + 1, limit });
     for (const ev of r.events || []) onEvent(ev);
   } catch {
     // Retried on the next event or reconnect.
-  } finally {
     log.filling = false;
+    return;
   }
+  log.filling = false;
+  // A gap wider than one history page takes several rounds; stop if a round
+  // brought nothing (the next reconnect's resume will try again).
+  if (log.lastSeq !== before) checkGap(log);
 }
 
 async function loadOlder(log) {

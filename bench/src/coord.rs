@@ -1,0 +1,1009 @@
+//! The coordinator: turns a scenario into worker plans, starts the workers
+//! (processes of this same binary, or threads for the smoke run), steps them
+//! through connect → start → (drop) → drain, samples the server's `/proc`
+//! around the measured window and merges what the workers measured.
+
+use crate::hist;
+use crate::plan::{Cmd, ConnPlan, Progress, Report, SendPlan, Target, WorkerPlan, WorkerResult};
+use crate::procfs;
+use crate::servers::{self, Member, Server};
+use crate::worker::{self, now_ns};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+/// The scenarios of issue 7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// (a) G groups × M members, one sender per group at R messages/s.
+    Fanout,
+    /// (b) Every group's sender posts at the same instant, once per
+    /// interval: one post reaches every connection at once.
+    Broadcast,
+    /// (c) Everyone drops at once and resumes with `since`.
+    Reconnect,
+    /// (d) Many senders, acked durable sends per second.
+    Ingest,
+    /// Idle authenticated, subscribed connections: RSS per connection.
+    Idle,
+    /// (e) 3 nodes + Redis: not yet available.
+    Cluster,
+}
+
+impl Scenario {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Fanout => "fanout",
+            Scenario::Broadcast => "broadcast",
+            Scenario::Reconnect => "reconnect",
+            Scenario::Ingest => "ingest",
+            Scenario::Idle => "idle",
+            Scenario::Cluster => "cluster",
+        }
+    }
+
+    /// Does the ws peer make sense for this scenario? It relays, so it has
+    /// no resume (c) and no durable ack (d).
+    pub fn peer_applies(self) -> bool {
+        matches!(
+            self,
+            Scenario::Fanout | Scenario::Broadcast | Scenario::Idle
+        )
+    }
+}
+
+/// Every knob of a run (flags, with per-scenario defaults filled in).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub targets: Vec<Target>,
+    pub groups: usize,
+    pub members: usize,
+    /// Posts per second of each group's sender (fanout, reconnect).
+    pub rate: f64,
+    /// Broadcast: ms between rounds (every group posts once per round).
+    pub interval_ms: u64,
+    /// Ingest: senders per group (each a member's connection).
+    pub senders_per_group: usize,
+    /// Sends waiting for their ack per sender.
+    pub window: usize,
+    pub duration_ms: u64,
+    /// Reconnect: when, after the start, everyone drops.
+    pub drop_at_ms: Option<u64>,
+    pub text_bytes: usize,
+    /// 0 = automatic.
+    pub workers: usize,
+    pub max_conns_per_worker: usize,
+    /// Bind worker i to 127.0.0.(2+i).
+    pub spread_source_ips: bool,
+    pub connect_concurrency: usize,
+    pub strict: bool,
+    /// Ingest: senders also subscribe to their group.
+    pub ingest_subscribe: bool,
+    pub drain_timeout_ms: u64,
+    /// Idle: wait before reading RSS after everyone connected.
+    pub settle_ms: u64,
+    /// Workers as threads of this process (smoke run, library use).
+    pub in_process: bool,
+    pub quiet: bool,
+}
+
+impl RunConfig {
+    /// The defaults of issue 7 for `scenario`.
+    pub fn defaults(scenario: Scenario) -> RunConfig {
+        let mut c = RunConfig {
+            scenario,
+            targets: if scenario.peer_applies() {
+                vec![Target::Ours, Target::Peer]
+            } else {
+                vec![Target::Ours]
+            },
+            groups: 20,
+            members: 250,
+            rate: 20.0,
+            interval_ms: 1000,
+            senders_per_group: 50,
+            window: 64,
+            duration_ms: 10_000,
+            drop_at_ms: None,
+            text_bytes: 120,
+            workers: 0,
+            max_conns_per_worker: 9000,
+            spread_source_ips: true,
+            connect_concurrency: 256,
+            strict: false,
+            ingest_subscribe: false,
+            drain_timeout_ms: 15_000,
+            settle_ms: 3000,
+            in_process: false,
+            quiet: false,
+        };
+        match scenario {
+            Scenario::Fanout | Scenario::Cluster => {}
+            Scenario::Broadcast => {}
+            Scenario::Reconnect => {
+                c.groups = 76;
+                c.rate = 1.0;
+                c.duration_ms = 12_000;
+                c.drop_at_ms = Some(4000);
+            }
+            Scenario::Ingest => {
+                c.members = 50;
+                c.window = 8;
+            }
+            Scenario::Idle => {
+                c.groups = 76;
+            }
+        }
+        c
+    }
+
+    /// The small run the test suite uses: 2 groups × 5 members, 10 posts/s
+    /// each for 2 s, everyone dropping and resuming halfway, every frame
+    /// decoded strictly, workers in-process.
+    pub fn smoke() -> RunConfig {
+        let mut c = RunConfig::defaults(Scenario::Fanout);
+        c.targets = vec![Target::Ours];
+        c.groups = 2;
+        c.members = 5;
+        c.rate = 10.0;
+        c.duration_ms = 2000;
+        c.drop_at_ms = Some(1000);
+        c.strict = true;
+        c.in_process = true;
+        c.workers = 1;
+        c.spread_source_ips = false;
+        c.drain_timeout_ms = 10_000;
+        c.settle_ms = 0;
+        c
+    }
+
+    fn conns(&self) -> usize {
+        self.groups * self.members
+    }
+
+    fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        let n = self.conns();
+        let need = n.div_ceil(self.max_conns_per_worker.max(1));
+        // Two cores: a second generator process lets the client side use
+        // both when the server is not using them.
+        need.max(if n >= 1000 { 2 } else { 1 })
+    }
+}
+
+/// What one target (ours or the peer) measured in one scenario.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetResult {
+    pub scenario: String,
+    pub target: String,
+    pub groups: usize,
+    pub members: usize,
+    pub conns: usize,
+    pub workers: usize,
+    pub connected: u64,
+    pub failed_connects: u64,
+    pub connect_s: f64,
+    pub rate_per_group: f64,
+    pub duration_s: f64,
+    /// Measured window: start of sending → every subscriber caught up.
+    pub window_s: f64,
+    pub text_bytes: usize,
+    pub sent: u64,
+    pub acked: u64,
+    pub duplicate_acks: u64,
+    pub late_sends: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub gaps: u64,
+    pub deliveries_per_s: f64,
+    pub acked_per_s: f64,
+    pub mean_frame_bytes: f64,
+    pub latency: hist::Summary,
+    pub ack_latency: hist::Summary,
+    /// Server CPU over the window, µs per delivery (per acked send for
+    /// ingest), user and system.
+    pub server_user_us_per_op: f64,
+    pub server_sys_us_per_op: f64,
+    pub server_cpu_pct: f64,
+    pub rss_before_kib: u64,
+    pub rss_connected_kib: u64,
+    pub rss_per_conn_kib: f64,
+    pub rss_after_kib: u64,
+    pub resubscribed_ms: Option<u64>,
+    pub resumed_ms: Option<u64>,
+    pub resume_failed: u64,
+    pub generator_cpu_pct: f64,
+    pub login_ms: Vec<f64>,
+    pub errors: BTreeMap<String, u64>,
+    pub violations: BTreeMap<String, u64>,
+}
+
+impl TargetResult {
+    /// Server CPU per op, user + system.
+    pub fn server_us_per_op(&self) -> f64 {
+        self.server_user_us_per_op + self.server_sys_us_per_op
+    }
+
+    /// Everything the smoke run must not see.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.failed_connects > 0 {
+            p.push(format!("{} connections failed", self.failed_connects));
+        }
+        if self.lost > 0 {
+            p.push(format!("{} deliveries lost", self.lost));
+        }
+        if self.duplicates > 0 {
+            p.push(format!("{} duplicate deliveries", self.duplicates));
+        }
+        if self.gaps > 0 {
+            p.push(format!("{} seq gaps", self.gaps));
+        }
+        if self.acked < self.sent {
+            p.push(format!(
+                "{} of {} sends not acked",
+                self.sent - self.acked,
+                self.sent
+            ));
+        }
+        if self.resume_failed > 0 {
+            p.push(format!("{} failed to resume", self.resume_failed));
+        }
+        for (k, v) in &self.errors {
+            p.push(format!("error frame {k} × {v}"));
+        }
+        for (k, v) in &self.violations {
+            p.push(format!("protocol violation: {k} × {v}"));
+        }
+        p
+    }
+}
+
+/// Build one worker plan per generator process.
+pub fn plan_workers(
+    cfg: &RunConfig,
+    target: Target,
+    url: &str,
+    members: &BTreeMap<u64, Vec<Member>>,
+) -> Result<Vec<WorkerPlan>> {
+    if members.len() < cfg.groups {
+        bail!("only {} groups seeded, {} asked", members.len(), cfg.groups);
+    }
+    let mut conns = Vec::with_capacity(cfg.conns());
+    for (gi, (&group, list)) in members.iter().take(cfg.groups).enumerate() {
+        if list.len() < cfg.members {
+            bail!(
+                "group {group} has {} members, {} asked",
+                list.len(),
+                cfg.members
+            );
+        }
+        for (mi, m) in list.iter().take(cfg.members).enumerate() {
+            let send = match cfg.scenario {
+                Scenario::Fanout | Scenario::Reconnect if mi == 0 => {
+                    let period_us = (1e6 / cfg.rate.max(0.001)) as u64;
+                    Some(SendPlan {
+                        period_us,
+                        // Spread the groups' posts over the period.
+                        phase_us: period_us * gi as u64 / cfg.groups as u64,
+                        window: cfg.window,
+                    })
+                }
+                Scenario::Broadcast if mi == 0 => Some(SendPlan {
+                    period_us: cfg.interval_ms * 1000,
+                    phase_us: 0,
+                    window: cfg.window,
+                }),
+                Scenario::Ingest if mi < cfg.senders_per_group => Some(SendPlan {
+                    period_us: 0,
+                    phase_us: 0,
+                    window: cfg.window,
+                }),
+                _ => None,
+            };
+            let subscribe = match cfg.scenario {
+                Scenario::Ingest => cfg.ingest_subscribe,
+                _ => true,
+            };
+            conns.push(ConnPlan {
+                group,
+                account: m.account,
+                token: m.token.clone(),
+                subscribe,
+                send,
+            });
+        }
+    }
+    let n = cfg.worker_count();
+    let mut plans: Vec<WorkerPlan> = (0..n)
+        .map(|w| WorkerPlan {
+            worker: w,
+            target,
+            url: url.to_string(),
+            source_ip: cfg
+                .spread_source_ips
+                .then(|| Ipv4Addr::new(127, 0, 0, 2 + (w % 250) as u8)),
+            conns: Vec::new(),
+            text_bytes: cfg.text_bytes,
+            connect_concurrency: cfg.connect_concurrency,
+            strict: cfg.strict,
+        })
+        .collect();
+    for (i, c) in conns.into_iter().enumerate() {
+        plans[i % n].conns.push(c);
+    }
+    for p in &plans {
+        if p.conns.len() > 19_000 {
+            bail!(
+                "worker {} would hold {} connections: above the open-file limit",
+                p.worker,
+                p.conns.len()
+            );
+        }
+    }
+    Ok(plans)
+}
+
+/// A running worker and the way to command it.
+enum Handle {
+    Process {
+        child: tokio::process::Child,
+        stdin: tokio::process::ChildStdin,
+    },
+    Thread {
+        tx: mpsc::UnboundedSender<Cmd>,
+        join: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl Handle {
+    async fn send(&mut self, cmd: &Cmd) -> Result<()> {
+        match self {
+            Handle::Process { stdin, .. } => {
+                let mut line = serde_json::to_string(cmd)?;
+                line.push('\n');
+                stdin.write_all(line.as_bytes()).await?;
+                stdin.flush().await?;
+            }
+            Handle::Thread { tx, .. } => {
+                tx.send(cmd.clone())
+                    .map_err(|_| anyhow!("worker thread gone"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) {
+        let _ = self.send(&Cmd::Exit).await;
+        match self {
+            Handle::Process { child, .. } => {
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+            Handle::Thread { join, .. } => {
+                if let Some(j) = join.take() {
+                    let _ = tokio::task::spawn_blocking(move || j.join()).await;
+                }
+            }
+        }
+    }
+}
+
+async fn spawn_workers(
+    plans: Vec<WorkerPlan>,
+    in_process: bool,
+    reports: mpsc::UnboundedSender<Report>,
+) -> Result<Vec<Handle>> {
+    let mut handles = Vec::new();
+    for plan in plans {
+        let worker = plan.worker;
+        if in_process {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let rep = reports.clone();
+            let join = std::thread::Builder::new()
+                .name(format!("bench-worker-{worker}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("worker runtime");
+                    if let Err(e) = rt.block_on(worker::run(plan, rx, rep.clone())) {
+                        let _ = rep.send(Report::Fatal {
+                            worker,
+                            message: format!("{e:#}"),
+                        });
+                    }
+                })?;
+            handles.push(Handle::Thread {
+                tx,
+                join: Some(join),
+            });
+            continue;
+        }
+        let exe = std::env::current_exe().context("locating the bench binary")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker process")?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let rep = reports.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<Report>(&line) {
+                    Ok(r) => {
+                        let _ = rep.send(r);
+                    }
+                    Err(e) => eprintln!("worker {worker}: unreadable report {line:?}: {e}"),
+                }
+            }
+            let _ = rep.send(Report::Fatal {
+                worker,
+                message: "worker exited".into(),
+            });
+        });
+        let mut line = serde_json::to_string(&plan)?;
+        line.push('\n');
+        // The worker reads its plan before anything else, so this write of
+        // a few megabytes (the tokens) completes as fast as the pipe drains.
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .context("sending the plan to a worker")?;
+        handles.push(Handle::Process { child, stdin });
+    }
+    Ok(handles)
+}
+
+/// What the coordinator knows about its workers so far.
+struct Board {
+    label: String,
+    latest: Vec<Progress>,
+    ready: Vec<Option<(u64, u64, u64)>>,
+    send_done: Vec<Option<BTreeMap<u64, u64>>>,
+    resumed: Vec<Option<(u64, u64, u64)>>,
+    results: Vec<Option<WorkerResult>>,
+    t0: Instant,
+    last_print: Instant,
+    last_delivered: u64,
+    tty: bool,
+    quiet: bool,
+}
+
+impl Board {
+    fn new(label: String, n: usize, quiet: bool) -> Board {
+        Board {
+            label,
+            latest: vec![Progress::default(); n],
+            ready: vec![None; n],
+            send_done: vec![None; n],
+            resumed: vec![None; n],
+            results: vec![None; n],
+            t0: Instant::now(),
+            last_print: Instant::now(),
+            last_delivered: 0,
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+        }
+    }
+
+    fn all<T>(v: &[Option<T>]) -> bool {
+        v.iter().all(|x| x.is_some())
+    }
+
+    fn apply(&mut self, r: Report) -> Result<()> {
+        match r {
+            Report::Ready {
+                worker,
+                connected,
+                failed,
+                connect_ms,
+            } => self.ready[worker] = Some((connected, failed, connect_ms)),
+            Report::Progress(p) => {
+                let w = p.worker;
+                self.latest[w] = p;
+            }
+            Report::SendDone { worker, final_seq } => self.send_done[worker] = Some(final_seq),
+            Report::Resumed {
+                worker,
+                resubscribed_ms,
+                caught_up_ms,
+                failed,
+            } => self.resumed[worker] = Some((resubscribed_ms, caught_up_ms, failed)),
+            Report::Result(r) => {
+                let w = r.worker;
+                self.results[w] = Some(*r);
+            }
+            Report::Fatal { worker, message } => {
+                if self.results.get(worker).is_some_and(|r| r.is_none()) {
+                    bail!("worker {worker}: {message}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn print_progress(&mut self, force: bool) {
+        if self.quiet {
+            return;
+        }
+        let every = if self.tty { 1.0 } else { 5.0 };
+        let dt = self.last_print.elapsed().as_secs_f64();
+        if !force && dt < every {
+            return;
+        }
+        let sum = |f: fn(&Progress) -> u64| self.latest.iter().map(f).sum::<u64>();
+        let delivered = sum(|p| p.delivered);
+        let rate = (delivered.saturating_sub(self.last_delivered)) as f64 / dt.max(0.001);
+        let line = format!(
+            "[{} {:5.1}s] conns {} delivered {} ({:.0}/s) sent {} acked {} errors {}",
+            self.label,
+            self.t0.elapsed().as_secs_f64(),
+            sum(|p| p.connected),
+            delivered,
+            rate,
+            sum(|p| p.sent),
+            sum(|p| p.acked),
+            sum(|p| p.errors),
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        self.last_delivered = delivered;
+        self.last_print = Instant::now();
+    }
+
+    fn end_progress(&self) {
+        if self.tty && !self.quiet {
+            eprintln!();
+        }
+    }
+
+    /// Take reports until `done` holds (true) or `deadline` passes (false).
+    async fn wait(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Report>,
+        deadline: Instant,
+        done: impl Fn(&Board) -> bool,
+    ) -> Result<bool> {
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let tick = tokio::time::sleep(Duration::from_millis(250));
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => self.apply(r)?,
+                    None => bail!("every worker is gone"),
+                },
+                _ = tick => {}
+                _ = tokio::time::sleep_until(deadline.into()) => return Ok(done(self)),
+            }
+            self.print_progress(false);
+        }
+    }
+}
+
+/// Drive one target through the scenario.
+pub async fn run_target(
+    cfg: &RunConfig,
+    target: Target,
+    server: &Server,
+    members: &BTreeMap<u64, Vec<Member>>,
+) -> Result<TargetResult> {
+    let plans = plan_workers(cfg, target, &server.ws_url, members)?;
+    let n = plans.len();
+    let label = format!("{}/{}", cfg.scenario.as_str(), target.as_str());
+    let pid = server.pid.to_string();
+    let before = procfs::sample(&pid)?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut handles = spawn_workers(plans, cfg.in_process, tx).await?;
+    let mut board = Board::new(label.clone(), n, cfg.quiet);
+    let result = drive(cfg, &pid, &mut board, &mut rx, &mut handles, before).await;
+    board.end_progress();
+    for h in &mut handles {
+        h.finish().await;
+    }
+    let mut r = result?;
+    r.target = target.as_str().into();
+    r.workers = n;
+    Ok(r)
+}
+
+async fn drive(
+    cfg: &RunConfig,
+    pid: &str,
+    board: &mut Board,
+    rx: &mut mpsc::UnboundedReceiver<Report>,
+    handles: &mut [Handle],
+    before: procfs::Sample,
+) -> Result<TargetResult> {
+    let conns = cfg.conns();
+    // Connect: allow ~2 ms per connection on top of a minute.
+    let connect_deadline = Instant::now() + Duration::from_secs(60 + conns as u64 / 500);
+    if !board
+        .wait(rx, connect_deadline, |b| Board::all(&b.ready))
+        .await?
+    {
+        bail!("not every worker connected its members in time");
+    }
+    let connect_s = board.t0.elapsed().as_secs_f64();
+    let (connected, failed) = board
+        .ready
+        .iter()
+        .flatten()
+        .fold((0, 0), |(c, f), r| (c + r.0, f + r.1));
+    if connected == 0 {
+        bail!("no connection could be made ({failed} failed)");
+    }
+    if cfg.settle_ms > 0 {
+        let settle = Instant::now() + Duration::from_millis(cfg.settle_ms);
+        board.wait(rx, settle, |_| false).await?;
+    }
+    let connected_sample = procfs::sample(pid)?;
+
+    let mut r = TargetResult {
+        scenario: cfg.scenario.as_str().into(),
+        groups: cfg.groups,
+        members: cfg.members,
+        conns,
+        connected,
+        failed_connects: failed,
+        connect_s,
+        rate_per_group: cfg.rate,
+        text_bytes: cfg.text_bytes,
+        rss_before_kib: before.rss_kib,
+        rss_connected_kib: connected_sample.rss_kib,
+        rss_per_conn_kib: (connected_sample.rss_kib as f64 - before.rss_kib as f64)
+            / connected.max(1) as f64,
+        ..Default::default()
+    };
+
+    if cfg.scenario == Scenario::Idle {
+        for h in handles.iter_mut() {
+            h.send(&Cmd::Exit).await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        board.wait(rx, deadline, |b| Board::all(&b.results)).await?;
+        merge_results(cfg, board, &mut r, 0.0, (0, 0), 1.0);
+        r.rss_after_kib = procfs::sample(pid)?.rss_kib;
+        return Ok(r);
+    }
+
+    // Run.
+    let cpu0 = procfs::sample(pid)?;
+    let start_ns = now_ns() + 500_000_000;
+    let t_start = Instant::now() + Duration::from_millis(500);
+    for h in handles.iter_mut() {
+        h.send(&Cmd::Start {
+            at_ns: start_ns,
+            duration_ms: cfg.duration_ms,
+        })
+        .await?;
+    }
+    if let Some(drop_at) = cfg.drop_at_ms {
+        let at = t_start + Duration::from_millis(drop_at);
+        board.wait(rx, at, |_| false).await?;
+        for h in handles.iter_mut() {
+            h.send(&Cmd::Drop).await?;
+        }
+        let t_drop = Instant::now();
+        let deadline = t_drop + Duration::from_secs(60 + conns as u64 / 200);
+        if board.wait(rx, deadline, |b| Board::all(&b.resumed)).await? {
+            r.resubscribed_ms = board.resumed.iter().flatten().map(|x| x.0).max();
+            r.resumed_ms = Some(t_drop.elapsed().as_millis() as u64)
+                .max(board.resumed.iter().flatten().map(|x| x.1).max());
+            r.resume_failed = board.resumed.iter().flatten().map(|x| x.2).sum();
+        } else {
+            r.resume_failed = conns as u64;
+            eprintln!(
+                "\n{}: not every client resumed within the deadline",
+                board.label
+            );
+        }
+    }
+    let send_deadline = t_start + Duration::from_millis(cfg.duration_ms) + Duration::from_secs(60);
+    if !board
+        .wait(rx, send_deadline, |b| Board::all(&b.send_done))
+        .await?
+    {
+        bail!("senders did not finish in time");
+    }
+    let mut final_seq: BTreeMap<u64, u64> = BTreeMap::new();
+    for m in board.send_done.iter().flatten() {
+        for (&g, &s) in m {
+            let e = final_seq.entry(g).or_default();
+            *e = (*e).max(s);
+        }
+    }
+    for h in handles.iter_mut() {
+        h.send(&Cmd::Drain {
+            final_seq: final_seq.clone(),
+            timeout_ms: cfg.drain_timeout_ms,
+        })
+        .await?;
+    }
+    let deadline =
+        Instant::now() + Duration::from_millis(cfg.drain_timeout_ms) + Duration::from_secs(30);
+    if !board.wait(rx, deadline, |b| Board::all(&b.results)).await? {
+        bail!("workers did not report their results in time");
+    }
+    let window = t_start.elapsed().as_secs_f64();
+    let cpu1 = procfs::sample(pid)?;
+    board.print_progress(true);
+    r.rss_after_kib = cpu1.rss_kib;
+    r.duration_s = cfg.duration_ms as f64 / 1000.0;
+    merge_results(cfg, board, &mut r, window, cpu1.cpu_since(&cpu0), window);
+    Ok(r)
+}
+
+fn merge_results(
+    cfg: &RunConfig,
+    board: &Board,
+    r: &mut TargetResult,
+    window_s: f64,
+    (user_us, sys_us): (u64, u64),
+    gen_window_s: f64,
+) {
+    let mut lat = hist::new();
+    let mut ack = hist::new();
+    let mut gen_cpu_us = 0u64;
+    for w in board.results.iter().flatten() {
+        r.delivered += w.delivered;
+        r.expected += w.expected;
+        r.duplicates += w.duplicates;
+        r.gaps += w.gaps;
+        r.sent += w.sent;
+        r.acked += w.acked;
+        r.duplicate_acks += w.duplicate_acks;
+        r.late_sends += w.late_sends;
+        r.mean_frame_bytes += w.bytes as f64;
+        for (k, v) in &w.errors {
+            *r.errors.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &w.violations {
+            *r.violations.entry(k.clone()).or_default() += v;
+        }
+        hist::add_pairs(&mut lat, &w.latency);
+        hist::add_pairs(&mut ack, &w.ack_latency);
+        gen_cpu_us += w.own_user_us + w.own_sys_us;
+    }
+    let frames: u64 = board.results.iter().flatten().map(|w| w.frames).sum();
+    r.mean_frame_bytes /= frames.max(1) as f64;
+    r.lost = r.expected.saturating_sub(r.delivered);
+    r.latency = hist::summary(&lat);
+    r.ack_latency = hist::summary(&ack);
+    r.window_s = window_s;
+    if window_s > 0.0 {
+        r.deliveries_per_s = r.delivered as f64 / window_s;
+        r.acked_per_s = r.acked as f64 / window_s;
+        r.server_cpu_pct = (user_us + sys_us) as f64 / (window_s * 1e6) * 100.0;
+        r.generator_cpu_pct = gen_cpu_us as f64 / (gen_window_s * 1e6) * 100.0;
+    }
+    // Ingest is about sends; everything else about deliveries.
+    let ops = if cfg.scenario == Scenario::Ingest && !cfg.ingest_subscribe {
+        r.acked
+    } else {
+        r.delivered
+    };
+    if ops > 0 {
+        r.server_user_us_per_op = user_us as f64 / ops as f64;
+        r.server_sys_us_per_op = sys_us as f64 / ops as f64;
+    }
+}
+
+/// Where the servers come from.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    /// villagehub binary to seed and start (ignored with `server_url`).
+    pub server_bin: Option<PathBuf>,
+    /// An already running, already seeded villagehub.
+    pub server_url: Option<String>,
+    pub server_pid: Option<u32>,
+    pub tokens: Option<PathBuf>,
+    /// Extra flags for `villagehub` (after the bench's own).
+    pub server_args: Vec<String>,
+    pub peer_script: PathBuf,
+    pub peer_url: Option<String>,
+    pub peer_pid: Option<u32>,
+    /// Real logins to time through `POST /api/login`.
+    pub logins: usize,
+    pub keep_data: bool,
+}
+
+/// The outcome of a whole run: each target's figures and the setup facts.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub results: Vec<TargetResult>,
+    pub seed_s: Option<f64>,
+    pub notes: Vec<String>,
+}
+
+/// Run `cfg` against the servers of `env`: seed, start, measure, stop.
+pub async fn execute(cfg: &RunConfig, env: &Env) -> Result<Outcome> {
+    if cfg.scenario == Scenario::Cluster {
+        bail!(
+            "scenario cluster is not yet available: villagehub has no cluster mode (Redis) yet; \
+             it will drive 3 nodes + Redis once the cluster issue lands"
+        );
+    }
+    let mut out = Outcome::default();
+    for &target in &cfg.targets {
+        if target == Target::Peer && !cfg.scenario.peer_applies() {
+            out.notes.push(format!(
+                "peer skipped: the ws relay has no {} semantics",
+                if cfg.scenario == Scenario::Ingest {
+                    "durable-ack"
+                } else {
+                    "resume"
+                }
+            ));
+            continue;
+        }
+        let r = match target {
+            Target::Ours => run_ours(cfg, env, &mut out).await?,
+            Target::Peer => run_peer(cfg, env).await?,
+        };
+        if !cfg.quiet {
+            eprintln!("{}", summary_line(&r));
+        }
+        out.results.push(r);
+    }
+    Ok(out)
+}
+
+async fn run_ours(cfg: &RunConfig, env: &Env, out: &mut Outcome) -> Result<TargetResult> {
+    if let Some(url) = &env.server_url {
+        let pid = env
+            .server_pid
+            .ok_or_else(|| anyhow!("--server-url needs --server-pid (for /proc)"))?;
+        let tokens = env
+            .tokens
+            .as_ref()
+            .ok_or_else(|| anyhow!("--server-url needs --tokens (from bench-seed)"))?;
+        let members = servers::load_members(tokens)?;
+        let server = Server::external("villagehub", pid, url.clone());
+        let mut r = run_target(cfg, Target::Ours, &server, &members).await?;
+        r.login_ms = logins(env, &server, &members).await;
+        return Ok(r);
+    }
+    let bin = env
+        .server_bin
+        .clone()
+        .ok_or_else(|| anyhow!("give --server-bin (or --server-url)"))?;
+    let dir = scratch_dir()?;
+    let t0 = Instant::now();
+    let tokens = servers::seed(&bin, &dir, cfg.groups, cfg.members)?;
+    out.seed_s = Some(t0.elapsed().as_secs_f64());
+    let members = servers::load_members(&tokens)?;
+    let mut args = Vec::new();
+    if !env
+        .server_args
+        .iter()
+        .any(|a| a.starts_with("--ops-per-sec"))
+    {
+        // Senders post faster than a resident would; the limit is not what
+        // is measured here.
+        args.extend(["--ops-per-sec", "1000000", "--burst", "1000000"].map(String::from));
+    }
+    args.extend(env.server_args.iter().cloned());
+    let mut server = servers::start_ours(&bin, &dir, &args)?;
+    let result = run_target(cfg, Target::Ours, &server, &members).await;
+    let login_ms = match &result {
+        Ok(_) => logins(env, &server, &members).await,
+        Err(_) => Vec::new(),
+    };
+    server.stop();
+    if env.keep_data || result.is_err() {
+        eprintln!("data dir and server log kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut r = result?;
+    r.login_ms = login_ms;
+    Ok(r)
+}
+
+async fn logins(env: &Env, server: &Server, members: &BTreeMap<u64, Vec<Member>>) -> Vec<f64> {
+    if env.logins == 0 {
+        return Vec::new();
+    }
+    let phones: Vec<String> = members
+        .values()
+        .flatten()
+        .map(|m| m.phone.clone())
+        .filter(|p| !p.is_empty())
+        .take(env.logins)
+        .collect();
+    match servers::measure_logins(server.http_port, &phones, "bench1234").await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("login measurement failed: {e:#}");
+            Vec::new()
+        }
+    }
+}
+
+async fn run_peer(cfg: &RunConfig, env: &Env) -> Result<TargetResult> {
+    // The relay needs no accounts: synthesise members with the same shape.
+    let mut members = BTreeMap::new();
+    for g in 1..=cfg.groups as u64 {
+        let list: Vec<Member> = (0..cfg.members as u64)
+            .map(|i| Member {
+                group: g,
+                account: g * 100_000 + i,
+                phone: String::new(),
+                token: String::new(),
+            })
+            .collect();
+        members.insert(g, list);
+    }
+    if let Some(url) = &env.peer_url {
+        let pid = env
+            .peer_pid
+            .ok_or_else(|| anyhow!("--peer-url needs --peer-pid (for /proc)"))?;
+        let server = Server::external("ws@8 peer", pid, url.clone());
+        return run_target(cfg, Target::Peer, &server, &members).await;
+    }
+    let mut server = servers::start_peer(&env.peer_script)?;
+    let r = run_target(cfg, Target::Peer, &server, &members).await;
+    server.stop();
+    r
+}
+
+fn scratch_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "villagehub-bench-{}-{}",
+        std::process::id(),
+        now_ns() / 1_000_000
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// One human line per target, printed as soon as it is measured.
+pub fn summary_line(r: &TargetResult) -> String {
+    format!(
+        "{}/{}: {} conns, {:.0} deliveries/s, lost {}, dup {}, p50 {} µs p99 {} µs max {} µs, server {:.2}+{:.2} µs/op (user+sys), RSS {:.1} KiB/conn{}",
+        r.scenario,
+        r.target,
+        r.connected,
+        r.deliveries_per_s,
+        r.lost,
+        r.duplicates,
+        r.latency.p50_us,
+        r.latency.p99_us,
+        r.latency.max_us,
+        r.server_user_us_per_op,
+        r.server_sys_us_per_op,
+        r.rss_per_conn_kib,
+        r.resumed_ms
+            .map(|ms| format!(", resumed in {ms} ms"))
+            .unwrap_or_default()
+    )
+}

@@ -1,0 +1,202 @@
+//! Results as JSON lines (stdout) and as a Markdown section appended to
+//! `bench/RESULTS.md`, with the command, the commit and the machine.
+
+use crate::coord::{Outcome, RunConfig, TargetResult};
+use anyhow::Result;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+/// `git rev-parse --short HEAD`, `+dirty` when the tree has changes.
+pub fn git_commit() -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output();
+    let Ok(out) = out else {
+        return "unknown".into();
+    };
+    if !out.status.success() {
+        return "no commit yet".into();
+    }
+    let mut c = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        c.push_str("+dirty");
+    }
+    c
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One JSON object per target on stdout, plus the ours/peer ratio.
+pub fn print_json(cfg: &RunConfig, out: &Outcome, command: &str) -> Result<()> {
+    let commit = git_commit();
+    let machine = crate::procfs::machine();
+    let mut stdout = std::io::stdout().lock();
+    for r in &out.results {
+        let mut v = serde_json::to_value(r)?;
+        v["commit"] = commit.clone().into();
+        v["machine"] = machine.clone().into();
+        v["command"] = command.into();
+        v["seed_s"] = out.seed_s.into();
+        writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
+    }
+    if let Some(ratio) = ratio(out) {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({
+                "scenario": cfg.scenario.as_str(),
+                "ratio_ours_over_peer_server_cpu_per_delivery": ratio,
+                "target_ratio": 0.8,
+            })
+        )?;
+    }
+    Ok(())
+}
+
+/// Server CPU per delivery, ours ÷ peer, when both ran.
+pub fn ratio(out: &Outcome) -> Option<f64> {
+    let find = |t: &str| out.results.iter().find(|r| r.target == t);
+    let (o, p) = (find("ours")?, find("peer")?);
+    (p.server_us_per_op() > 0.0).then(|| o.server_us_per_op() / p.server_us_per_op())
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The Markdown section for one run.
+pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "\n### {} — {} — commit {}\n\n",
+        cfg.scenario.as_str(),
+        utc_now(),
+        git_commit()
+    ));
+    s.push_str(&format!("```\n{command}\n```\n\n"));
+    s.push_str(&format!("Machine: {}.", crate::procfs::machine()));
+    if let Some(seed) = out.seed_s {
+        s.push_str(&format!(" Seeding took {seed:.1} s."));
+    }
+    s.push_str("\n\n");
+    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in &out.results {
+        s.push_str(&format!(
+            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} |\n",
+            r.target,
+            r.connected,
+            r.conns,
+            r.groups,
+            r.members,
+            r.rate_per_group,
+            r.deliveries_per_s,
+            r.expected,
+            r.lost,
+            r.duplicates,
+            r.gaps,
+            ms(r.latency.p50_us),
+            ms(r.latency.p99_us),
+            ms(r.latency.p999_us),
+            ms(r.latency.max_us),
+            r.server_user_us_per_op,
+            r.server_sys_us_per_op,
+            r.server_us_per_op(),
+            r.server_cpu_pct,
+            r.rss_per_conn_kib,
+            r.generator_cpu_pct,
+        ));
+    }
+    for r in &out.results {
+        s.push_str(&extra_lines(r));
+    }
+    if let Some(ratio) = ratio(out) {
+        s.push_str(&format!(
+            "\nServer CPU per delivery, ours ÷ peer: **{ratio:.2}** (target ≤ 0.8).\n"
+        ));
+    }
+    for n in &out.notes {
+        s.push_str(&format!("\nNote: {n}\n"));
+    }
+    s
+}
+
+fn extra_lines(r: &TargetResult) -> String {
+    let mut s = String::new();
+    if r.acked > 0 || r.sent > 0 {
+        s.push_str(&format!(
+            "\n{}: sent {}, acked {} ({:.0}/s over {:.1} s){}; ack latency p50 {} ms, p99 {} ms, max {} ms; mean frame {:.0} bytes.\n",
+            r.target,
+            r.sent,
+            r.acked,
+            r.acked_per_s,
+            r.window_s,
+            if r.duplicate_acks > 0 {
+                format!(", {} acked as duplicates after re-send", r.duplicate_acks)
+            } else {
+                String::new()
+            },
+            ms(r.ack_latency.p50_us),
+            ms(r.ack_latency.p99_us),
+            ms(r.ack_latency.max_us),
+            r.mean_frame_bytes,
+        ));
+    }
+    if let Some(resumed) = r.resumed_ms {
+        s.push_str(&format!(
+            "\n{}: reconnect storm — all {} resubscribed in {} ms, all caught up in {resumed} ms ({} failed).\n",
+            r.target,
+            r.connected,
+            r.resubscribed_ms.unwrap_or(0),
+            r.resume_failed
+        ));
+    }
+    if r.rss_connected_kib > 0 {
+        s.push_str(&format!(
+            "\n{}: RSS {} KiB before connecting, {} KiB with {} connected ({:.2} KiB each), {} KiB at the end; connecting took {:.1} s.\n",
+            r.target, r.rss_before_kib, r.rss_connected_kib, r.connected, r.rss_per_conn_kib, r.rss_after_kib, r.connect_s
+        ));
+    }
+    if !r.login_ms.is_empty() {
+        let mut v = r.login_ms.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        s.push_str(&format!(
+            "\n{}: {} real logins (POST /api/login, argon2): median {:.1} ms, max {:.1} ms.\n",
+            r.target,
+            v.len(),
+            v[v.len() / 2],
+            v[v.len() - 1]
+        ));
+    }
+    let problems = r.problems();
+    if !problems.is_empty() {
+        s.push_str(&format!(
+            "\n{} problems: {}.\n",
+            r.target,
+            problems.join("; ")
+        ));
+    }
+    s
+}
+
+pub fn append(path: &Path, text: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Server configuration: command-line flags, `VILLAGEHUB_*` environment
+//! variables and an optional TOML file, merged in that order of precedence
+//! (flag > environment > file > built-in default).
+//!
+//! Only plain values live here; nothing is opened or started.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `villagehub serve` (the default command). Every field is
+/// optional so that the config file can fill what the command line leaves
+/// out; `ServeArgs::resolve` applies the defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is
+    /// printed as `villagehub listening on http://ADDR`).
+    #[arg(long, env = "VILLAGEHUB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the SQLite file and the token key.
+    #[arg(long, env = "VILLAGEHUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with any of these settings (same names, `_` for `-`).
+    #[arg(long, env = "VILLAGEHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Create demo data (district, towns, groups, people) if the data
+    /// directory is empty, and print the demo logins.
+    #[arg(long)]
+    pub demo: bool,
+    /// Directory of the web client served at `/`.
+    #[arg(long, env = "VILLAGEHUB_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Largest accepted text frame in bytes (`too_large` above it; frames
+    /// above 16× this close the connection with 1009).
+    #[arg(long)]
+    pub max_frame: Option<usize>,
+    /// Longest chat message in characters.
+    #[arg(long)]
+    pub max_text: Option<usize>,
+    /// Sustained ops per second per connection.
+    #[arg(long)]
+    pub ops_per_sec: Option<u32>,
+    /// Ops a connection may send at once before the rate applies.
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Largest `history` page.
+    #[arg(long)]
+    pub history_limit: Option<u32>,
+    /// Events read from the store per backfill page.
+    #[arg(long)]
+    pub backfill_page: Option<u32>,
+    /// Events a connection's outbox holds before it is marked lagging.
+    #[arg(long)]
+    pub outbox: Option<usize>,
+    /// WebSocket read buffer per connection in bytes.
+    #[arg(long)]
+    pub read_buffer: Option<usize>,
+    /// Seconds a new connection has to send a valid `hello`.
+    #[arg(long)]
+    pub auth_timeout: Option<u64>,
+    /// Seconds a connection may refuse to take bytes before it is closed.
+    #[arg(long)]
+    pub slow_timeout: Option<u64>,
+    /// Lifetime of login tokens in seconds.
+    #[arg(long)]
+    pub token_ttl: Option<u64>,
+    /// Most simultaneous connections (default: the open-file limit less a
+    /// reserve for the store and logs).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// SQLite synchronous mode: `full` (fsync every commit: an acked send
+    /// survives power loss) or `normal` (survives a process crash only).
+    #[arg(long)]
+    pub sync: Option<SyncMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Full,
+    Normal,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    web_dir: Option<PathBuf>,
+    max_frame: Option<usize>,
+    max_text: Option<usize>,
+    ops_per_sec: Option<u32>,
+    burst: Option<u32>,
+    history_limit: Option<u32>,
+    backfill_page: Option<u32>,
+    outbox: Option<usize>,
+    read_buffer: Option<usize>,
+    auth_timeout: Option<u64>,
+    slow_timeout: Option<u64>,
+    token_ttl: Option<u64>,
+    max_connections: Option<usize>,
+    sync: Option<SyncMode>,
+    /// Token signing key (at least 32 characters). Without it a random key
+    /// is generated once and kept in the data directory.
+    token_key: Option<String>,
+}
+
+/// The resolved configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub web_dir: PathBuf,
+    pub demo: bool,
+    pub limits: Limits,
+    pub token_ttl: Duration,
+    pub token_key: Option<String>,
+    pub max_connections: usize,
+    pub sync: SyncMode,
+}
+
+/// Per-connection limits; announced to clients in `welcome`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_frame: usize,
+    pub max_text: usize,
+    pub ops_per_sec: u32,
+    pub burst: u32,
+    pub history_limit: u32,
+    pub backfill_page: u32,
+    pub outbox: usize,
+    pub read_buffer: usize,
+    pub auth_timeout: Duration,
+    pub slow_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: 64 * 1024,
+            max_text: 2000,
+            ops_per_sec: 20,
+            burst: 40,
+            history_limit: 200,
+            backfill_page: 500,
+            outbox: 1024,
+            read_buffer: 2048,
+            auth_timeout: Duration::from_secs(10),
+            slow_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    pub fn to_wire(&self) -> protocol::Limits {
+        protocol::Limits {
+            max_frame: self.max_frame as u32,
+            max_text: self.max_text as u32,
+            ops_per_sec: self.ops_per_sec,
+            burst: self.burst,
+            history_limit: self.history_limit,
+        }
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+impl ServeArgs {
+    /// Merges flags/env with the config file (if any) and the defaults.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| anyhow::anyhow!("bad config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Limits::default();
+        let limits = Limits {
+            max_frame: self.max_frame.or(file.max_frame).unwrap_or(d.max_frame),
+            max_text: self.max_text.or(file.max_text).unwrap_or(d.max_text),
+            ops_per_sec: self.ops_per_sec.or(file.ops_per_sec).unwrap_or(d.ops_per_sec),
+            burst: self.burst.or(file.burst).unwrap_or(d.burst),
+            history_limit: self.history_limit.or(file.history_limit).unwrap_or(d.history_limit),
+            backfill_page: self.backfill_page.or(file.backfill_page).unwrap_or(d.backfill_page),
+            outbox: self.outbox.or(file.outbox).unwrap_or(d.outbox),
+            read_buffer: self.read_buffer.or(file.read_buffer).unwrap_or(d.read_buffer),
+            auth_timeout: self
+                .auth_timeout
+                .or(file.auth_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(d.auth_timeout),
+            slow_timeout: self
+                .slow_timeout
+                .or(file.slow_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(d.slow_timeout),
+        };
+        anyhow::ensure!(limits.max_frame >= 1024, "max_frame must be at least 1024");
+        anyhow::ensure!(limits.ops_per_sec >= 1 && limits.burst >= 1, "rate limits must be ≥ 1");
+        anyhow::ensure!(limits.outbox >= 16, "outbox must be at least 16");
+        anyhow::ensure!(limits.backfill_page >= 1 && limits.history_limit >= 1, "pages must be ≥ 1");
+        if let Some(key) = &file.token_key {
+            anyhow::ensure!(key.len() >= 32, "token_key must be at least 32 characters");
+        }
+        Ok(Config {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            web_dir: self.web_dir.or(file.web_dir).unwrap_or_else(default_web_dir),
+            demo: self.demo,
+            limits,
+            token_ttl: Duration::from_secs(self.token_ttl.or(file.token_ttl).unwrap_or(86_400)),
+            token_key: file.token_key,
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or_else(default_max_connections),
+            sync: self.sync.or(file.sync).unwrap_or(SyncMode::Full),
+        })
+    }
+}
+
+/// `client-web/` next to the binary's source tree when run from a checkout,
+/// otherwise `client-web/` in the working directory.
+fn default_web_dir() -> PathBuf {
+    let in_checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("client-web");
+    if in_checkout.is_dir() {
+        in_checkout
+    } else {
+        PathBuf::from("client-web")
+    }
+}
+
+/// The soft open-file limit less a reserve for SQLite, the listener and
+/// logs, so that the server refuses connections itself instead of failing
+/// `accept` with EMFILE.
+fn default_max_connections() -> usize {
+    const RESERVE: usize = 64;
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<usize>().ok()))
+        })
+        .unwrap_or(1024);
+    soft.saturating_sub(RESERVE).max(16)
+}

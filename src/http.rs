@@ -1,0 +1,216 @@
+//! HTTP: the routes of one node. `/api/login`, the WebSocket upgrade at
+//! `/ws`, health and metrics, and the web client's files at `/`.
+//!
+//! The upgrade is answered here (RFC 6455 handshake through hyper's upgrade
+//! mechanism) and the socket is handed to tokio-tungstenite with our own
+//! configuration — small read buffer, bounded write buffer, frame limits —
+//! so per-connection memory is ours to decide.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tower_http::services::ServeDir;
+
+use protocol::{AccountInfo, ApiError, ErrorCode, LoginRequest, LoginResponse};
+
+use crate::auth::verify_password;
+use crate::hub::Hub;
+use crate::server::Peer;
+use crate::session;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    /// Flips to true on shutdown; every session watches it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let web = ServeDir::new(&state.hub.config.web_dir);
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/ws", any(ws_upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback_service(web)
+        .with_state(state)
+}
+
+fn api_error(code: ErrorCode, message: &str) -> Response {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ApiError { code, message: message.to_string() };
+    (status, axum::Json(body)).into_response()
+}
+
+/// A valid argon2 hash of a password nobody has, checked when the phone is
+/// unknown so that both failures take the same time.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::auth::hash_password("no account has this password"));
+
+async fn login(State(state): State<AppState>, body: Bytes) -> Response {
+    let request: LoginRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return api_error(ErrorCode::BadRequest, &format!("expected {{phone, password}}: {e}")),
+    };
+    let hub = state.hub.clone();
+    let found = {
+        let dir = hub.directory.read().unwrap();
+        dir.account_by_phone(request.phone.trim()).map(|a| (a.id, a.name.clone(), a.password_hash.clone()))
+    };
+    let checked = tokio::task::spawn_blocking(move || match found {
+        Some((id, name, hash)) => verify_password(&request.password, &hash).then_some((id, name)),
+        None => {
+            verify_password(&request.password, &DUMMY_HASH);
+            None
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    match checked {
+        Some((id, name)) => {
+            let (token, expires_at) = hub.tokens.issue(id, SystemTime::now(), hub.config.token_ttl);
+            axum::Json(LoginResponse { token, expires_at, account: AccountInfo { id, name } }).into_response()
+        }
+        None => api_error(ErrorCode::Unauthorized, "phone or password is wrong"),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if *state.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    let hub = state.hub.clone();
+    let store_ok = tokio::task::spawn_blocking(move || hub.store.read(|c| Ok(c.execute_batch("SELECT 1")?)))
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    if store_ok {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let hub = &state.hub;
+    let m = &hub.metrics;
+    let log = &hub.log.metrics;
+    let batches = log.batches_committed.load(Ordering::Relaxed);
+    let text = format!(
+        "# TYPE villagehub_connections gauge\nvillagehub_connections {}\n\
+         # TYPE villagehub_connections_total counter\nvillagehub_connections_total {}\n\
+         # TYPE villagehub_connections_refused_total counter\nvillagehub_connections_refused_total {}\n\
+         # TYPE villagehub_subscriptions gauge\nvillagehub_subscriptions {}\n\
+         # TYPE villagehub_ops_total counter\nvillagehub_ops_total {}\n\
+         # TYPE villagehub_op_errors_total counter\nvillagehub_op_errors_total {}\n\
+         # TYPE villagehub_events_committed_total counter\nvillagehub_events_committed_total {}\n\
+         # TYPE villagehub_commit_batches_total counter\nvillagehub_commit_batches_total {}\n\
+         # TYPE villagehub_commit_failures_total counter\nvillagehub_commit_failures_total {}\n\
+         # TYPE villagehub_commit_seconds_sum counter\nvillagehub_commit_seconds_sum {}\n\
+         # TYPE villagehub_deliveries_total counter\nvillagehub_deliveries_total {}\n\
+         # TYPE villagehub_outbox_overflows_total counter\nvillagehub_outbox_overflows_total {}\n",
+        m.connections.load(Ordering::Relaxed),
+        m.connections_total.load(Ordering::Relaxed),
+        m.connections_refused.load(Ordering::Relaxed),
+        hub.fanout.subscriptions(),
+        m.ops.load(Ordering::Relaxed),
+        m.errors.load(Ordering::Relaxed),
+        log.events_committed.load(Ordering::Relaxed),
+        batches,
+        log.commit_failures.load(Ordering::Relaxed),
+        log.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        hub.fanout.deliveries.load(Ordering::Relaxed),
+        hub.fanout.overflows.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(token))
+}
+
+/// The RFC 6455 opening handshake, then the session on its own task.
+async fn ws_upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    mut request: Request,
+) -> Response {
+    let headers = request.headers();
+    if request.method() != Method::GET
+        || !header_has(headers, header::CONNECTION, "upgrade")
+        || !header_has(headers, header::UPGRADE, "websocket")
+    {
+        return (StatusCode::UPGRADE_REQUIRED, [(header::UPGRADE, "websocket")], "WebSocket only\n")
+            .into_response();
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return (StatusCode::BAD_REQUEST, [(header::SEC_WEBSOCKET_VERSION, "13")], "WebSocket version 13 only\n")
+            .into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n").into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    if *state.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let hub = state.hub.clone();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config(&hub)))
+                    .await;
+                session::run(hub, ws, peer, shutdown).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    response
+}
+
+/// tungstenite's defaults (128 KiB read buffer allocated per connection,
+/// unbounded write buffer, 64 MiB messages) are wrong for tens of thousands
+/// of mostly idle phones.
+fn ws_config(hub: &Hub) -> WebSocketConfig {
+    let limits = &hub.config.limits;
+    // Frames up to 16× the soft limit are read and answered `too_large`;
+    // beyond that the connection is closed (1009) without reading them.
+    let hard = limits.max_frame.saturating_mul(16);
+    WebSocketConfig::default()
+        .read_buffer_size(limits.read_buffer)
+        // Frames are coalesced until a flush (after each outbox drain) or
+        // until this much is waiting.
+        .write_buffer_size(8 * 1024)
+        // A client that does not read makes writes fail with this much
+        // queued; the session's slow-timeout closes it.
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard))
+}

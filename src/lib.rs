@@ -1,0 +1,21 @@
+//! villagehub: a real-time community-governance server. Every village or
+//! neighbourhood committee is one group chat; every change is an event in
+//! exactly one log; events fan out over WebSocket.
+//!
+//! The path of a message: `session` (one task per connection: framing,
+//! auth, rate limit) → `hub` (who may do what, validation) → `log` (the
+//! writer thread: seq, SQLite commit, then `fanout`) → every subscriber's
+//! outbox → back in `session`, written to the socket.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod directory;
+pub mod fanout;
+pub mod http;
+pub mod hub;
+pub mod log;
+pub mod seed;
+pub mod server;
+pub mod session;
+pub mod store;

@@ -1,0 +1,76 @@
+//! The `villagehub` command: serve (the default), or one of the
+//! administrative subcommands.
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use villagehub::config::ServeArgs;
+use villagehub::seed::BenchSeedArgs;
+use villagehub::server::{serve, shutdown_signal, Node};
+
+#[derive(Parser)]
+#[command(name = "villagehub", version, about = "Real-time community governance: every village a live group chat")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Create synthetic groups and members for the bench and write their
+    /// tokens. Run it on a data directory while no server uses it.
+    BenchSeed {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        seed: BenchSeedArgs,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VILLAGEHUB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            None => run_server(cli.serve).await,
+            Some(Command::Serve(args)) => run_server(args).await,
+            Some(Command::BenchSeed { serve, seed }) => {
+                let node = Node::open(serve.resolve()?)?;
+                let result = villagehub::seed::seed(&node.hub, &seed).await;
+                node.close().await;
+                result?;
+                println!("seeded {} groups × {} members into {}", seed.groups, seed.members, seed.tokens_out.display());
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let listen = config.listen;
+    let demo = config.demo;
+    let node = Node::open(config)?;
+    if demo {
+        let logins = villagehub::demo::create(&node.hub).await?;
+        println!("{logins}");
+    }
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %node.hub.config.data_dir.display(), "serving");
+    // Tests and scripts wait for this exact line.
+    println!("villagehub listening on http://{addr}");
+    serve(node, listener, shutdown_signal()).await
+}

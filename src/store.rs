@@ -1,0 +1,292 @@
+//! The SQLite store: the event logs and the views derived from them.
+//!
+//! One writer connection belongs to the log writer thread (`log.rs`); reads
+//! (history, backfill, directory load) use a small pool of read-only
+//! connections, which WAL mode lets run beside the writer. This module owns
+//! the schema and every SQL statement; it does not decide who may do what.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::config::SyncMode;
+use crate::directory::{AccountRecord, Directory, GroupRecord, TownRecord};
+use protocol::{GroupKind, Id, Role, Seq};
+
+/// The directory log (accounts, org tree, memberships) is log 0; every group
+/// log is keyed by its group id, and group ids start at 1.
+pub const DIRECTORY_LOG: Id = 0;
+
+/// Bumped whenever the schema changes; `open` migrates older files.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Every change is an event in exactly one log, with a gap-free seq from 1.
+-- `frame` is the event exactly as pushed to clients (for group logs) or the
+-- serialized directory change (log 0), so backfill sends stored bytes.
+CREATE TABLE IF NOT EXISTS events (
+    log        INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    ts         INTEGER NOT NULL,
+    author     INTEGER NOT NULL,
+    client_key TEXT,
+    kind       TEXT NOT NULL,
+    frame      TEXT NOT NULL,
+    PRIMARY KEY (log, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_client_key
+    ON events (author, client_key) WHERE client_key IS NOT NULL;
+
+-- Views of the directory log.
+CREATE TABLE IF NOT EXISTS districts (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS towns (
+    id       INTEGER PRIMARY KEY,
+    district INTEGER NOT NULL REFERENCES districts(id),
+    name     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "groups" (
+    id   INTEGER PRIMARY KEY,
+    town INTEGER NOT NULL REFERENCES towns(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    id            INTEGER PRIMARY KEY,
+    phone         TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    password_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    account INTEGER NOT NULL REFERENCES accounts(id),
+    "group" INTEGER NOT NULL REFERENCES "groups"(id),
+    role    TEXT NOT NULL,
+    PRIMARY KEY (account, "group")
+);
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("the store was written by a newer villagehub (schema {0}, this build knows {1})")]
+    TooNew(i64, i64),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Handle for reads. Cheap to share (`Arc<Store>`); the writer connection
+/// is opened separately with `Store::open_writer`.
+pub struct Store {
+    path: PathBuf,
+    /// Idle read-only connections. A std mutex: it is held only to push or
+    /// pop, never across an await or a query.
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A stored event: its seq and the frame exactly as it goes on the wire.
+pub struct StoredEvent {
+    pub seq: Seq,
+    pub frame: String,
+}
+
+impl Store {
+    /// Opens (creating or migrating) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.into(), e))?;
+        let path = data_dir.join("villagehub.sqlite3");
+        let conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrate(&conn)?;
+        Ok(Store { path, readers: Mutex::new(Vec::new()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The one connection that writes; owned by the log writer thread.
+    pub fn open_writer(&self, sync: SyncMode) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match sync {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled read-only connection. Blocking: call it from
+    /// `spawn_blocking` or a thread of its own.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.readers.lock().unwrap().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                c
+            }
+        };
+        let result = f(&conn);
+        // Keep a few idle connections; more would only hold file handles.
+        let mut idle = self.readers.lock().unwrap();
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        result
+    }
+
+    /// Events of `log` with `after < seq`, ascending, at most `limit`.
+    pub fn events_after(&self, log: Id, after: Seq, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, frame FROM events WHERE log = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![log as i64, after as i64, limit], |r| {
+                Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// The newest `limit` events of `log` with `seq < before` (all if
+    /// `before` is None), ascending, and whether older ones exist.
+    pub fn history(
+        &self,
+        log: Id,
+        before: Option<Seq>,
+        limit: u32,
+    ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
+        self.read(|c| {
+            let before = before.map(|b| b as i64).unwrap_or(i64::MAX);
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, frame FROM events WHERE log = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let mut events = stmt
+                .query_map(params![log as i64, before, limit], |r| {
+                    Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            events.reverse();
+            // Seqs are gap-free from 1, so older events exist iff the first
+            // returned seq is above 1.
+            let more = events.first().is_some_and(|e| e.seq > 1);
+            Ok((events, more))
+        })
+    }
+
+    /// The last seq of every log that has events.
+    pub fn heads(&self) -> Result<Vec<(Id, Seq)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT log, MAX(seq) FROM events GROUP BY log")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as Id, r.get::<_, i64>(1)? as Seq))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Loads the directory views into memory.
+    pub fn load_directory(&self) -> Result<Directory, StoreError> {
+        self.read(|c| {
+            let mut dir = Directory::default();
+            let mut stmt = c.prepare("SELECT id, name FROM districts")?;
+            for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+                let (id, name) = row?;
+                dir.districts.insert(id as Id, name);
+            }
+            let mut stmt = c.prepare("SELECT id, district, name FROM towns")?;
+            for row in stmt.query_map([], |r| {
+                Ok(TownRecord {
+                    id: r.get::<_, i64>(0)? as Id,
+                    district: r.get::<_, i64>(1)? as Id,
+                    name: r.get(2)?,
+                })
+            })? {
+                let town = row?;
+                dir.towns.insert(town.id, town);
+            }
+            let mut stmt = c.prepare(r#"SELECT id, town, name, kind FROM "groups""#)?;
+            for row in stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })? {
+                let (id, town, name, kind) = row?;
+                let kind = parse_group_kind(&kind)?;
+                dir.groups.insert(id as Id, GroupRecord { id: id as Id, town: town as Id, name, kind });
+            }
+            let mut stmt = c.prepare("SELECT id, phone, name, password_hash FROM accounts")?;
+            for row in stmt.query_map([], |r| {
+                Ok(AccountRecord {
+                    id: r.get::<_, i64>(0)? as Id,
+                    phone: r.get(1)?,
+                    name: r.get(2)?,
+                    password_hash: r.get(3)?,
+                })
+            })? {
+                dir.insert_account(row?);
+            }
+            let mut stmt = c.prepare(r#"SELECT account, "group", role FROM memberships"#)?;
+            for row in stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })? {
+                let (account, group, role) = row?;
+                dir.set_role(account as Id, group as Id, parse_role(&role)?);
+            }
+            Ok(dir)
+        })
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA)?;
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .optional()?;
+    match version.map(|v| v.parse::<i64>().unwrap_or(0)) {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )?;
+        }
+        Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v, SCHEMA_VERSION)),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+pub fn parse_role(text: &str) -> Result<Role, StoreError> {
+    match text {
+        "member" => Ok(Role::Member),
+        "cadre" => Ok(Role::Cadre),
+        "secretary" => Ok(Role::Secretary),
+        other => Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
+    }
+}
+
+pub fn parse_group_kind(text: &str) -> Result<GroupKind, StoreError> {
+    match text {
+        "village" => Ok(GroupKind::Village),
+        "neighbourhood" => Ok(GroupKind::Neighbourhood),
+        other => Err(StoreError::Corrupt(format!("unknown group kind {other:?}"))),
+    }
+}
