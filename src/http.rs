@@ -70,6 +70,9 @@ async fn login(State(state): State<AppState>, body: Bytes) -> Response {
         let dir = hub.directory.read().unwrap();
         dir.account_by_phone(request.phone.trim()).map(|a| (a.id, a.name.clone(), a.password_hash.clone()))
     };
+    let Ok(_permit) = hub.password_permits.acquire().await else {
+        return api_error(ErrorCode::Unavailable, "server is shutting down");
+    };
     let checked = tokio::task::spawn_blocking(move || match found {
         Some((id, name, hash)) => verify_password(&request.password, &hash).then_some((id, name)),
         None => {

@@ -81,6 +81,9 @@ pub struct Hub {
     pub log: Log,
     pub tokens: TokenKey,
     pub metrics: HubMetrics,
+    /// Password hashes in progress at once. Each costs ~19 MiB and ~20 ms of
+    /// a core, so a login flood queues here instead of exhausting memory.
+    pub password_permits: tokio::sync::Semaphore,
     next_conn: AtomicU64,
 }
 
@@ -101,6 +104,7 @@ impl Hub {
             log,
             tokens,
             metrics: HubMetrics::default(),
+            password_permits: tokio::sync::Semaphore::new(2),
             next_conn: AtomicU64::new(1),
         }
     }

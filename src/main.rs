@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    limit_malloc_retention();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VILLAGEHUB_LOG")
@@ -73,4 +74,18 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts wait for this exact line.
     println!("villagehub listening on http://{addr}");
     serve(node, listener, shutdown_signal()).await
+}
+
+/// Each argon2 hash allocates ~19 MiB. glibc raises its mmap threshold after
+/// the first such block is freed, after which these blocks come from
+/// per-thread arenas and are never returned: a few logins on a few blocking
+/// threads left 500 MB resident. A fixed threshold keeps big blocks mmapped,
+/// so they go back to the system when freed.
+fn limit_malloc_retention() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only tunes the allocator; called before any thread
+    // exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }

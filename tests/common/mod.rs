@@ -1,0 +1,397 @@
+//! Test harness: the real `villagehub` binary on 127.0.0.1:0 with its
+//! SQLite file in a temp dir, and a small JSON-over-WebSocket client that
+//! speaks the protocol crate's types.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use protocol::{ApiError, ErrorCode, Event, GroupInfo, LoginResponse, ServerFrame, Welcome};
+
+pub const DEMO_PASSWORD: &str = "demo1234";
+/// Demo phones: `1380000{g}{p:03}`; p = 1 secretary, 2 cadre, 3..=6 members.
+pub fn demo_phone(group: usize, person: usize) -> String {
+    format!("1380000{group}{person:03}")
+}
+
+/// How long any single expected frame may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    /// Keeps the temp dir alive as long as the server value.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A fresh data directory with demo data, plus `extra` flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(temp.path(), extra);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts on an existing data directory (demo data created if empty).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = vec!["--data-dir".into(), data_dir.display().to_string(), "--demo".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (child, addr) = spawn(&args, "127.0.0.1:0");
+        Server { child: Some(child), addr, data_dir: data_dir.to_path_buf(), args, _temp: None }
+    }
+
+    /// Starts the same binary again on the same data dir and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        let (child, addr) = spawn(&self.args, &self.addr.to_string());
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "server exited with {status}");
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "server did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `POST /api/login`.
+    pub async fn login(&self, phone: &str, password: &str) -> Result<LoginResponse, (u16, ApiError)> {
+        let body = json!({"phone": phone, "password": password}).to_string();
+        let (status, body) = http(self.addr, "POST", "/api/login", Some(&body)).await;
+        if status == 200 {
+            Ok(serde_json::from_str(&body).unwrap())
+        } else {
+            Err((status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad error body {body}: {e}"))))
+        }
+    }
+
+    pub async fn token(&self, phone: &str) -> String {
+        self.login(phone, DEMO_PASSWORD).await.unwrap().token
+    }
+
+    /// An unauthenticated connection.
+    pub async fn connect(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.unwrap();
+        Client { ws, next_id: 1, events: VecDeque::new() }
+    }
+
+    /// Logged in and said hello.
+    pub async fn client(&self, phone: &str) -> (Client, Welcome) {
+        let token = self.token(phone).await;
+        let mut client = self.connect().await;
+        let welcome = client.hello(&token).await;
+        (client, welcome)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(args: &[String], listen: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_villagehub"))
+        .args(args)
+        .args(["--listen", listen])
+        .env("VILLAGEHUB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start villagehub");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("villagehub exited before listening"))
+            .unwrap();
+        if let Some(url) = line.strip_prefix("villagehub listening on http://") {
+            break url.trim().parse().unwrap();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// A minimal HTTP/1.1 request (tests only; the server uses hyper).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let body = body.unwrap_or("").to_string();
+    let method = method.to_string();
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    /// Events that arrived while waiting for a reply.
+    events: VecDeque<Event>,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    Code(u16),
+    NoCloseFrame,
+}
+
+impl Client {
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub async fn send_json(&mut self, value: &Value) {
+        self.ws.send(Message::Text(value.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// The next server frame, whatever it is.
+    pub async fn frame(&mut self) -> ServerFrame {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection closed")
+                .expect("websocket error");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("server sent a frame the protocol does not know: {e}: {text}"));
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// Sends an op (its `id` filled in) and returns the reply with that id;
+    /// events arriving meanwhile are kept for `event()`.
+    pub async fn request(&mut self, mut op: Value) -> ServerFrame {
+        let id = self.next_id();
+        op["id"] = json!(id);
+        self.send_json(&op).await;
+        self.reply(id).await
+    }
+
+    pub async fn reply(&mut self, id: u64) -> ServerFrame {
+        loop {
+            match self.frame().await {
+                ServerFrame::Event(event) => self.events.push_back(event),
+                frame => {
+                    assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
+                    return frame;
+                }
+            }
+        }
+    }
+
+    pub async fn hello(&mut self, token: &str) -> Welcome {
+        match self.request(json!({"op": "hello", "token": token})).await {
+            ServerFrame::Welcome(welcome) => welcome,
+            other => panic!("hello failed: {other:?}"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, group: u64, since: Option<u64>) -> u64 {
+        let mut op = json!({"op": "subscribe", "group": group});
+        if let Some(since) = since {
+            op["since"] = json!(since);
+        }
+        match self.request(op).await {
+            ServerFrame::Subscribed { head, .. } => head,
+            other => panic!("subscribe failed: {other:?}"),
+        }
+    }
+
+    /// Sends a chat message; returns (seq, duplicate).
+    pub async fn send_text(&mut self, group: u64, text: &str, key: &str) -> (u64, bool) {
+        match self.try_send_text(group, text, key).await {
+            Ok(sent) => sent,
+            Err(e) => panic!("send failed: {e:?}"),
+        }
+    }
+
+    pub async fn try_send_text(&mut self, group: u64, text: &str, key: &str) -> Result<(u64, bool), (ErrorCode, String)> {
+        let op = json!({"op": "send", "group": group, "channel": "chat", "body": {"text": text}, "client_key": key});
+        match self.request(op).await {
+            ServerFrame::Sent { seq, duplicate, .. } => Ok((seq, duplicate)),
+            ServerFrame::Error { code, message, .. } => Err((code, message)),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// The error code of an op's reply (panics if it succeeded).
+    pub async fn expect_error(&mut self, op: Value) -> ErrorCode {
+        match self.request(op).await {
+            ServerFrame::Error { code, .. } => code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// The next pushed event.
+    pub async fn event(&mut self) -> Event {
+        if let Some(event) = self.events.pop_front() {
+            return event;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Event(event) => return event,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts that nothing but pings arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        assert!(self.events.is_empty(), "unread events: {:?}", self.events);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection and returns how.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("connection not closed in time") {
+                Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return Closed::Code(code.into()),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::NoCloseFrame,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Every event of a group via `history`, paging back to seq 1.
+    pub async fn full_history(&mut self, group: u64) -> Vec<Event> {
+        let mut all = Vec::new();
+        let mut before: Option<u64> = None;
+        loop {
+            let mut op = json!({"op": "history", "group": group, "limit": 200});
+            if let Some(b) = before {
+                op["before"] = json!(b);
+            }
+            match self.request(op).await {
+                ServerFrame::History { events, more, .. } => {
+                    before = events.first().map(|e| e.seq);
+                    let mut page = events;
+                    page.append(&mut all);
+                    all = page;
+                    if !more {
+                        return all;
+                    }
+                }
+                other => panic!("history failed: {other:?}"),
+            }
+        }
+    }
+}
+
+pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
+    match frame {
+        ServerFrame::Welcome(w) => Some(w.id),
+        ServerFrame::Subscribed { id, .. }
+        | ServerFrame::Unsubscribed { id, .. }
+        | ServerFrame::Sent { id, .. }
+        | ServerFrame::History { id, .. } => Some(*id),
+        ServerFrame::Error { id, .. } => *id,
+        ServerFrame::Event(_) => None,
+    }
+}
+
+pub fn group_named(welcome: &Welcome, name: &str) -> GroupInfo {
+    welcome.groups.iter().find(|g| g.name == name).cloned().unwrap_or_else(|| panic!("not a member of {name}"))
+}
+
+/// The text of a chat event.
+pub fn text_of(event: &Event) -> &str {
+    match &event.body {
+        protocol::EventBody::Message(m) => &m.text,
+    }
+}
+
+/// Asserts that `seqs` is exactly `from..=to`.
+pub fn assert_contiguous(seqs: &[u64], from: u64, to: u64) {
+    let expected: Vec<u64> = (from..=to).collect();
+    if seqs != expected.as_slice() {
+        let dups = seqs.windows(2).filter(|w| w[0] == w[1]).count();
+        panic!(
+            "expected seqs {from}..={to} ({} events), got {} events ({} duplicates), first differences: {:?}",
+            expected.len(),
+            seqs.len(),
+            dups,
+            seqs.iter().zip(&expected).filter(|(a, b)| a != b).take(5).collect::<Vec<_>>()
+        );
+    }
+}
