@@ -456,7 +456,12 @@ async fn spawn_workers(
                     Ok(r) => {
                         let _ = rep.send(r);
                     }
-                    Err(e) => eprintln!("worker {worker}: unreadable report {line:?}: {e}"),
+                    Err(e) => {
+                        let _ = rep.send(Report::Fatal {
+                            worker,
+                            message: format!("unreadable report {line:?}: {e}"),
+                        });
+                    }
                 }
             }
             let _ = rep.send(Report::Fatal {
@@ -482,7 +487,7 @@ struct Board {
     label: String,
     latest: Vec<Progress>,
     ready: Vec<Option<(u64, u64, u64)>>,
-    send_done: Vec<Option<BTreeMap<u64, u64>>>,
+    send_done: Vec<Option<Vec<(u64, u64)>>>,
     resumed: Vec<Option<(u64, u64, u64)>>,
     results: Vec<Option<WorkerResult>>,
     t0: Instant,
@@ -736,14 +741,14 @@ async fn drive(
     }
     let mut final_seq: BTreeMap<u64, u64> = BTreeMap::new();
     for m in board.send_done.iter().flatten() {
-        for (&g, &s) in m {
+        for &(g, s) in m {
             let e = final_seq.entry(g).or_default();
             *e = (*e).max(s);
         }
     }
     for h in handles.iter_mut() {
         h.send(&Cmd::Drain {
-            final_seq: final_seq.clone(),
+            final_seq: final_seq.iter().map(|(&g, &s)| (g, s)).collect(),
             timeout_ms: cfg.drain_timeout_ms,
         })
         .await?;

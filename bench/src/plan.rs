@@ -85,7 +85,9 @@ pub enum Cmd {
     /// The run is over: every subscriber waits until it has seen
     /// `final_seq[group]` (or the timeout), then the worker reports `result`.
     Drain {
-        final_seq: BTreeMap<u64, u64>,
+        /// (group, seq) pairs: JSON maps with integer keys do not survive
+        /// serde's internally tagged enums.
+        final_seq: Vec<(u64, u64)>,
         timeout_ms: u64,
     },
     /// Close everything and exit.
@@ -110,7 +112,7 @@ pub enum Report {
     /// (peer).
     SendDone {
         worker: usize,
-        final_seq: BTreeMap<u64, u64>,
+        final_seq: Vec<(u64, u64)>,
     },
     /// After `drop`: every connection has resubscribed (`resubscribed_ms`)
     /// and has caught up to the head it was told (`caught_up_ms`).

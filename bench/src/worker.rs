@@ -181,7 +181,7 @@ pub async fn run(
                     let end = at_ns + duration_ms as i64 * 1_000_000;
                     phase_tx.send_modify(|p| p.run = Some((at_ns, end)));
                     if n_senders == 0 {
-                        let _ = reports.send(Report::SendDone { worker, final_seq: BTreeMap::new() });
+                        let _ = reports.send(Report::SendDone { worker, final_seq: Vec::new() });
                     }
                 }
                 Some(Cmd::Drop) => {
@@ -191,6 +191,7 @@ pub async fn run(
                 }
                 Some(Cmd::Drain { final_seq, timeout_ms }) => {
                     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+                    let final_seq: BTreeMap<u64, u64> = final_seq.into_iter().collect();
                     phase_tx.send_modify(|p| p.drain = Some((Arc::new(final_seq), deadline)));
                     finishing = true;
                 }
@@ -204,7 +205,7 @@ pub async fn run(
         }
         if !send_done_reported && sh.senders_done.load(Relaxed) >= n_senders {
             send_done_reported = true;
-            let final_seq = sh.final_seq.lock().unwrap().clone();
+            let final_seq = sh.final_seq.lock().unwrap().iter().map(|(&g, &s)| (g, s)).collect();
             let _ = reports.send(Report::SendDone { worker, final_seq });
         }
         if let Some(at) = drop_at {
