@@ -90,8 +90,7 @@ impl TokenKey {
         let exp = iat + ttl.as_secs() as i64;
         let claims = Claims { sub: account, iat, exp };
         let payload = serde_json::to_vec(&claims).expect("claims serialize");
-        let signing_input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload));
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload));
         let mut mac = self.mac();
         mac.update(signing_input.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -178,10 +177,8 @@ mod tests {
 
         // A forged payload with the original signature.
         let parts: Vec<&str> = token.split('.').collect();
-        let forged_payload = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"sub":1,"iat":0,"exp":{}}}"#,
-            unix_secs(now) + 3600
-        ));
+        let forged_payload =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":1,"iat":0,"exp":{}}}"#, unix_secs(now) + 3600));
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
         assert_eq!(key.verify(&forged, now), Err(TokenError::BadSignature));
 

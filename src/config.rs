@@ -211,14 +211,8 @@ impl ServeArgs {
             anyhow::ensure!(key.len() >= 32, "token_key must be at least 32 characters");
         }
         Ok(Config {
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             web_dir: self.web_dir.or(file.web_dir).unwrap_or_else(default_web_dir),
             demo: self.demo,
             limits,

@@ -40,14 +40,21 @@ fn role_of(person: usize) -> Role {
 pub async fn create(hub: &Hub) -> Result<String, OpError> {
     let empty = hub.directory.read().unwrap().districts.is_empty();
     if empty {
-        let district = hub.change_directory(DirectoryChange::DistrictCreated { name: "宝山区".into() }).await?;
+        let district =
+            hub.change_directory(DirectoryChange::DistrictCreated { name: "宝山区".into() }).await?;
         let mut towns = Vec::new();
         for name in TOWNS {
-            towns.push(hub.change_directory(DirectoryChange::TownCreated { district, name: name.into() }).await?);
+            towns.push(
+                hub.change_directory(DirectoryChange::TownCreated { district, name: name.into() }).await?,
+            );
         }
         for (g, (name, kind, town, people)) in GROUPS.iter().enumerate() {
             let group = hub
-                .change_directory(DirectoryChange::GroupCreated { town: towns[*town], name: (*name).into(), kind: *kind })
+                .change_directory(DirectoryChange::GroupCreated {
+                    town: towns[*town],
+                    name: (*name).into(),
+                    kind: *kind,
+                })
                 .await?;
             let mut ids: Vec<Id> = Vec::new();
             for (p, person) in people.iter().enumerate() {

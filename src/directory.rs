@@ -18,12 +18,29 @@ use protocol::{GroupKind, Id, Role};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum DirectoryChange {
-    DistrictCreated { name: String },
-    TownCreated { district: Id, name: String },
-    GroupCreated { town: Id, name: String, kind: GroupKind },
-    AccountCreated { phone: String, name: String, password_hash: String },
+    DistrictCreated {
+        name: String,
+    },
+    TownCreated {
+        district: Id,
+        name: String,
+    },
+    GroupCreated {
+        town: Id,
+        name: String,
+        kind: GroupKind,
+    },
+    AccountCreated {
+        phone: String,
+        name: String,
+        password_hash: String,
+    },
     /// Adds a member or changes an existing member's role.
-    RoleSet { account: Id, group: Id, role: Role },
+    RoleSet {
+        account: Id,
+        group: Id,
+        role: Role,
+    },
 }
 
 impl DirectoryChange {
@@ -228,7 +245,10 @@ mod tests {
         let mut dir = Directory::default();
         dir.apply(1, &DirectoryChange::DistrictCreated { name: "宝山区".into() });
         dir.apply(2, &DirectoryChange::TownCreated { district: 1, name: "月浦镇".into() });
-        dir.apply(3, &DirectoryChange::GroupCreated { town: 2, name: "聚源桥村".into(), kind: GroupKind::Village });
+        dir.apply(
+            3,
+            &DirectoryChange::GroupCreated { town: 2, name: "聚源桥村".into(), kind: GroupKind::Village },
+        );
         for (seq, phone) in [(4, "1"), (5, "2")] {
             let change = DirectoryChange::AccountCreated {
                 phone: phone.into(),
@@ -245,7 +265,11 @@ mod tests {
         assert_eq!(dir.check(&second), Err(DirectoryError::SecretaryTaken));
         assert_eq!(dir.secretary_of(3), Some(4));
         assert_eq!(
-            dir.check(&DirectoryChange::AccountCreated { phone: "1".into(), name: "y".into(), password_hash: "h".into() }),
+            dir.check(&DirectoryChange::AccountCreated {
+                phone: "1".into(),
+                name: "y".into(),
+                password_hash: "h".into()
+            }),
             Err(DirectoryError::PhoneTaken)
         );
     }

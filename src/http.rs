@@ -166,7 +166,11 @@ async fn ws_upgrade(
             .into_response();
     }
     if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return (StatusCode::BAD_REQUEST, [(header::SEC_WEBSOCKET_VERSION, "13")], "WebSocket version 13 only\n")
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "WebSocket version 13 only\n",
+        )
             .into_response();
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
@@ -182,8 +186,12 @@ async fn ws_upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config(&hub)))
-                    .await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config(&hub)),
+                )
+                .await;
                 session::run(hub, ws, peer, shutdown).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),

@@ -178,7 +178,8 @@ impl Hub {
             }
         }
         let author = Author { id: account.id, name: account.name.clone(), role };
-        let append = Append::Group { group, author, client_key: Some(client_key), body: EventBody::Message(body) };
+        let append =
+            Append::Group { group, author, client_key: Some(client_key), body: EventBody::Message(body) };
         Ok(self.log.append(append).await?)
     }
 

@@ -9,7 +9,11 @@ use villagehub::seed::BenchSeedArgs;
 use villagehub::server::{serve, shutdown_signal, Node};
 
 #[derive(Parser)]
-#[command(name = "villagehub", version, about = "Real-time community governance: every village a live group chat")]
+#[command(
+    name = "villagehub",
+    version,
+    about = "Real-time community governance: every village a live group chat"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -52,7 +56,12 @@ fn main() -> anyhow::Result<()> {
                 let result = villagehub::seed::seed(&node.hub, &seed).await;
                 node.close().await;
                 result?;
-                println!("seeded {} groups × {} members into {}", seed.groups, seed.members, seed.tokens_out.display());
+                println!(
+                    "seeded {} groups × {} members into {}",
+                    seed.groups,
+                    seed.members,
+                    seed.tokens_out.display()
+                );
                 Ok(())
             }
         }

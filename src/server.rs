@@ -56,7 +56,11 @@ impl Node {
 }
 
 /// Serves until `stop` resolves, then drains and returns.
-pub async fn serve(node: Node, listener: TcpListener, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    node: Node,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let hub = node.hub.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let app = router(AppState { hub: hub.clone(), shutdown: shutdown_rx });
@@ -91,7 +95,8 @@ pub async fn serve(node: Node, listener: TcpListener, stop: impl std::future::Fu
 /// Resolves on SIGTERM or ctrl-c.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

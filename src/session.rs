@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use protocol::{close, ClientOp, Channel, ErrorCode, Id, Seq, ServerFrame, OP_NAMES};
+use protocol::{close, Channel, ClientOp, ErrorCode, Id, Seq, ServerFrame, OP_NAMES};
 
 use crate::fanout::{Delivery, Subscriber};
 use crate::hub::{Account, Hub, OpError};
@@ -255,7 +255,8 @@ impl Session {
                 // subscription; it resubscribes with `since` later.
                 self.subs.remove(index);
                 self.hub.fanout.unsubscribe(group, self.conn);
-                self.send_frame(ws, &ServerFrame::Error { id: None, code: e.code, message: e.message }).await?;
+                self.send_frame(ws, &ServerFrame::Error { id: None, code: e.code, message: e.message })
+                    .await?;
                 return Ok(());
             }
         };
@@ -268,7 +269,8 @@ impl Session {
         for event in events {
             debug_assert_eq!(event.seq, sub.last + 1, "the store has a gap");
             sub.last = event.seq;
-            feed(ws, Message::Text(Utf8Bytes::from(event.frame)), self.hub.config.limits.slow_timeout).await?;
+            feed(ws, Message::Text(Utf8Bytes::from(event.frame)), self.hub.config.limits.slow_timeout)
+                .await?;
         }
         if complete {
             sub.behind = false;
@@ -280,13 +282,15 @@ impl Session {
         self.last_heard = Instant::now();
         match message {
             Message::Text(text) => {
-                let limit_ok = self.rate_ok();
+                // Every frame costs a token, malformed ones too.
+                if !self.rate_ok() {
+                    return match self.rate_limited_reply(Some(&text)) {
+                        Some(reply) => self.send_frame(ws, &reply).await,
+                        None => Err(self.close(ws, close::FLOOD, "flooding").await),
+                    };
+                }
                 let reply = match parse_op(text.as_str(), self.hub.config.limits.max_frame) {
                     Err(error) => error_frame(error.0, error.1),
-                    Ok(_) if !limit_ok => match self.rate_limited_reply(Some(&text)) {
-                        Some(reply) => reply,
-                        None => return Err(self.close(ws, close::FLOOD, "flooding").await),
-                    },
                     Ok(op) => {
                         self.hub.metrics.ops.fetch_add(1, Ordering::Relaxed);
                         let id = op.id();
@@ -378,7 +382,9 @@ impl Session {
                     )));
                 }
                 match self.hub.send_message(&account, group, body, client_key).await? {
-                    Appended::Group { group, seq, duplicate } => ServerFrame::Sent { id, group, seq, duplicate },
+                    Appended::Group { group, seq, duplicate } => {
+                        ServerFrame::Sent { id, group, seq, duplicate }
+                    }
                     Appended::Directory { .. } => unreachable!("chat sends append to a group"),
                 }
             }
@@ -386,7 +392,8 @@ impl Session {
                 let (events, more) = self.hub.history(&account, group, before, limit).await?;
                 // The stored frames are spliced in as they are: never parsed
                 // and re-encoded.
-                let mut json = format!(r#"{{"type":"history","id":{id},"group":{group},"more":{more},"events":["#);
+                let mut json =
+                    format!(r#"{{"type":"history","id":{id},"group":{group},"more":{more},"events":["#);
                 for (i, event) in events.iter().enumerate() {
                     if i > 0 {
                         json.push(',');
@@ -521,7 +528,10 @@ mod tests {
         assert_eq!(code(r#"{"id":1,"op":"shout"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"id":1,"op":"subscribe","group":"four"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"id":1,"op":7}"#), ErrorCode::BadRequest);
-        assert_eq!(code(&format!(r#"{{"id":1,"op":"hello","token":"{}"}}"#, "x".repeat(2000))), ErrorCode::TooLarge);
+        assert_eq!(
+            code(&format!(r#"{{"id":1,"op":"hello","token":"{}"}}"#, "x".repeat(2000))),
+            ErrorCode::TooLarge
+        );
         assert_eq!(parse_op(r#"{"id":9,"op":"shout"}"#, max).unwrap_err().0, Some(9));
         assert!(parse_op(r#"{"id":1,"op":"unsubscribe","group":4}"#, max).is_ok());
     }

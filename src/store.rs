@@ -130,10 +130,7 @@ impl Store {
 
     /// Runs `f` on a pooled read-only connection. Blocking: call it from
     /// `spawn_blocking` or a thread of its own.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let conn = self.readers.lock().unwrap().pop();
         let conn = match conn {
             Some(c) => c,
@@ -198,9 +195,7 @@ impl Store {
     pub fn heads(&self) -> Result<Vec<(Id, Seq)>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare("SELECT log, MAX(seq) FROM events GROUP BY log")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as Id, r.get::<_, i64>(1)? as Seq))
-            })?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as Id, r.get::<_, i64>(1)? as Seq)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -245,9 +240,9 @@ impl Store {
                 dir.insert_account(row?);
             }
             let mut stmt = c.prepare(r#"SELECT account, "group", role FROM memberships"#)?;
-            for row in stmt.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-            })? {
+            for row in stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))?
+            {
                 let (account, group, role) = row?;
                 dir.set_role(account as Id, group as Id, parse_role(&role)?);
             }
@@ -258,9 +253,8 @@ impl Store {
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA)?;
-    let version: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
-        .optional()?;
+    let version: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
     match version.map(|v| v.parse::<i64>().unwrap_or(0)) {
         None => {
             conn.execute(

@@ -42,8 +42,11 @@ async fn two_members_see_each_others_messages_in_one_order() {
 
     // Stored history is the same sequence.
     let history = a.full_history(village.id).await;
-    let stored: Vec<(u64, String, u64)> =
-        history.iter().filter(|e| e.seq > head).map(|e| (e.seq, text_of(e).to_string(), e.author.id)).collect();
+    let stored: Vec<(u64, String, u64)> = history
+        .iter()
+        .filter(|e| e.seq > head)
+        .map(|e| (e.seq, text_of(e).to_string(), e.author.id))
+        .collect();
     assert_eq!(stored, seen_a);
     assert_contiguous(&history.iter().map(|e| e.seq).collect::<Vec<_>>(), 1, head + 40);
 }
@@ -67,7 +70,10 @@ async fn outsiders_are_refused_and_see_nothing() {
         assert_eq!(outsider.expect_error(op).await, ErrorCode::NotFound);
     }
     // A group that does not exist looks the same.
-    assert_eq!(outsider.expect_error(json!({"op": "subscribe", "group": 999_999})).await, ErrorCode::NotFound);
+    assert_eq!(
+        outsider.expect_error(json!({"op": "subscribe", "group": 999_999})).await,
+        ErrorCode::NotFound
+    );
 
     villager.send_text(village.id, "只给本村看", "v-1").await;
     assert_eq!(text_of(&villager.event().await), "只给本村看");
@@ -94,7 +100,8 @@ async fn forged_expired_and_missing_tokens_are_refused() {
     // Expired, signed with the server's own key.
     let key = std::fs::read_to_string(server.data_dir.join("token.key")).unwrap();
     let own_key = villagehub::auth::TokenKey::new(key.trim().as_bytes().to_vec());
-    let (expired, _) = own_key.issue(9, SystemTime::now() - Duration::from_secs(7200), Duration::from_secs(3600));
+    let (expired, _) =
+        own_key.issue(9, SystemTime::now() - Duration::from_secs(7200), Duration::from_secs(3600));
     assert_eq!(c.expect_error(json!({"op": "hello", "token": expired})).await, ErrorCode::Unauthorized);
     // A token for an account that does not exist.
     let (ghost, _) = own_key.issue(424_242, SystemTime::now(), Duration::from_secs(60));
@@ -188,5 +195,8 @@ async fn history_pages_back_to_the_first_event() {
     }
     let all = c.full_history(group).await;
     assert_contiguous(&all.iter().map(|e| e.seq).collect::<Vec<_>>(), 1, 33);
-    assert_eq!(c.expect_error(json!({"op": "history", "group": group, "limit": 0})).await, ErrorCode::BadRequest);
+    assert_eq!(
+        c.expect_error(json!({"op": "history", "group": group, "limit": 0})).await,
+        ErrorCode::BadRequest
+    );
 }

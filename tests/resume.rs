@@ -12,7 +12,12 @@ use serde_json::json;
 const FAST: [&str; 4] = ["--ops-per-sec", "100000", "--burst", "100000"];
 
 /// Four members send `per_sender` messages each, as fast as acks come back.
-async fn spawn_senders(server: &Server, group: u64, per_sender: usize, tag: &str) -> Vec<tokio::task::JoinHandle<()>> {
+async fn spawn_senders(
+    server: &Server,
+    group: u64,
+    per_sender: usize,
+    tag: &str,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut senders = Vec::new();
     for person in 3..=6 {
         let (mut c, _) = server.client(&demo_phone(1, person)).await;
@@ -59,7 +64,16 @@ async fn resume_after_absence_while_others_keep_sending() {
 
 #[tokio::test]
 async fn a_large_gap_is_paged_without_loss() {
-    let server = Server::start(&["--ops-per-sec", "100000", "--burst", "100000", "--backfill-page", "50", "--sync", "normal"]);
+    let server = Server::start(&[
+        "--ops-per-sec",
+        "100000",
+        "--burst",
+        "100000",
+        "--backfill-page",
+        "50",
+        "--sync",
+        "normal",
+    ]);
     let (mut reader, welcome) = server.client(&demo_phone(1, 2)).await;
     let group = group_named(&welcome, "聚源桥村").id;
     for s in spawn_senders(&server, group, 150, "gap").await {
@@ -84,7 +98,18 @@ async fn a_large_gap_is_paged_without_loss() {
 async fn a_client_that_stops_reading_neither_slows_the_group_nor_loses_events() {
     // A tiny outbox so that the stalled client overflows quickly; big texts
     // so that the kernel's socket buffers fill too.
-    let server = Server::start(&["--ops-per-sec", "100000", "--burst", "100000", "--outbox", "16", "--sync", "normal", "--max-text", "2000"]);
+    let server = Server::start(&[
+        "--ops-per-sec",
+        "100000",
+        "--burst",
+        "100000",
+        "--outbox",
+        "16",
+        "--sync",
+        "normal",
+        "--max-text",
+        "2000",
+    ]);
     let (mut stalled, welcome) = server.client(&demo_phone(1, 1)).await;
     let group = group_named(&welcome, "聚源桥村").id;
     let head = stalled.subscribe(group, None).await;

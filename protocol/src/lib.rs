@@ -59,13 +59,7 @@ pub enum ClientOp {
     /// Post a chat message. `client_key` makes the send idempotent: a retry
     /// with the same key (from the same account) returns the first event's
     /// seq and creates nothing new.
-    Send {
-        id: u64,
-        group: Id,
-        channel: Channel,
-        body: MessageBody,
-        client_key: String,
-    },
+    Send { id: u64, group: Id, channel: Channel, body: MessageBody, client_key: String },
     /// Read a page of a group's past events, newest page first, events in
     /// ascending seq order within the page.
     History {

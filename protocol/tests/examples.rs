@@ -58,15 +58,13 @@ fn every_example_round_trips() {
         assert!(ops.iter().any(|op| op.name() == *name), "no example of op {name}");
     }
     for code in ErrorCode::ALL {
-        let documented = frames
-            .iter()
-            .any(|f| matches!(f, ServerFrame::Error { code: c, .. } if *c == code));
+        let documented = frames.iter().any(|f| matches!(f, ServerFrame::Error { code: c, .. } if *c == code));
         assert!(documented, "no example of error code {}", code.as_str());
     }
     for kind in ["welcome", "subscribed", "unsubscribed", "sent", "history", "event", "error"] {
-        let documented = frames.iter().any(|f| {
-            serde_json::to_value(f).unwrap()["type"] == Value::String(kind.to_string())
-        });
+        let documented = frames
+            .iter()
+            .any(|f| serde_json::to_value(f).unwrap()["type"] == Value::String(kind.to_string()));
         assert!(documented, "no example of server frame {kind}");
     }
 }

@@ -48,7 +48,8 @@ impl Server {
 
     /// Starts on an existing data directory (demo data created if empty).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut args: Vec<String> = vec!["--data-dir".into(), data_dir.display().to_string(), "--demo".into()];
+        let mut args: Vec<String> =
+            vec!["--data-dir".into(), data_dir.display().to_string(), "--demo".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
         let (child, addr) = spawn(&args, "127.0.0.1:0");
         Server { child: Some(child), addr, data_dir: data_dir.to_path_buf(), args, _temp: None }
@@ -104,7 +105,10 @@ impl Server {
         if status == 200 {
             Ok(serde_json::from_str(&body).unwrap())
         } else {
-            Err((status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad error body {body}: {e}"))))
+            Err((
+                status,
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad error body {body}: {e}")),
+            ))
         }
     }
 
@@ -148,10 +152,7 @@ fn spawn(args: &[String], listen: &str) -> (Child, SocketAddr) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("villagehub exited before listening"))
-            .unwrap();
+        let line = lines.next().unwrap_or_else(|| panic!("villagehub exited before listening")).unwrap();
         if let Some(url) = line.strip_prefix("villagehub listening on http://") {
             break url.trim().parse().unwrap();
         }
@@ -223,8 +224,9 @@ impl Client {
                 .expect("websocket error");
             match message {
                 Message::Text(text) => {
-                    return serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("server sent a frame the protocol does not know: {e}: {text}"));
+                    return serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
+                        panic!("server sent a frame the protocol does not know: {e}: {text}")
+                    });
                 }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected message {other:?}"),
@@ -279,7 +281,12 @@ impl Client {
         }
     }
 
-    pub async fn try_send_text(&mut self, group: u64, text: &str, key: &str) -> Result<(u64, bool), (ErrorCode, String)> {
+    pub async fn try_send_text(
+        &mut self,
+        group: u64,
+        text: &str,
+        key: &str,
+    ) -> Result<(u64, bool), (ErrorCode, String)> {
         let op = json!({"op": "send", "group": group, "channel": "chat", "body": {"text": text}, "client_key": key});
         match self.request(op).await {
             ServerFrame::Sent { seq, duplicate, .. } => Ok((seq, duplicate)),
@@ -301,11 +308,9 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return event;
         }
-        loop {
-            match self.frame().await {
-                ServerFrame::Event(event) => return event,
-                other => panic!("expected an event, got {other:?}"),
-            }
+        match self.frame().await {
+            ServerFrame::Event(event) => event,
+            other => panic!("expected an event, got {other:?}"),
         }
     }
 
@@ -325,7 +330,8 @@ impl Client {
     /// Waits for the server to close the connection and returns how.
     pub async fn closed(&mut self) -> Closed {
         loop {
-            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("connection not closed in time") {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("connection not closed in time")
+            {
                 Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return Closed::Code(code.into()),
                 Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::NoCloseFrame,
                 Some(Ok(_)) => continue,
@@ -371,7 +377,12 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
 }
 
 pub fn group_named(welcome: &Welcome, name: &str) -> GroupInfo {
-    welcome.groups.iter().find(|g| g.name == name).cloned().unwrap_or_else(|| panic!("not a member of {name}"))
+    welcome
+        .groups
+        .iter()
+        .find(|g| g.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("not a member of {name}"))
 }
 
 /// The text of a chat event.
