@@ -735,11 +735,16 @@ function refreshChatChrome(log) {
   const older = $('#older');
   older.replaceChildren();
   if (app.loadingOlder.has(log.id)) {
+    older.dataset.state = 'loading';
     older.append(h('p', { class: 'muted' }, t('chat.loading_older')));
   } else if (log.historyLoaded && log.more) {
+    older.dataset.state = 'more';
     older.append(h('button', { class: 'secondary', type: 'button', id: 'load-older', onclick: () => loadOlder(log) }, t('chat.load_older')));
   } else if (log.historyLoaded && log.events.size > 0) {
+    older.dataset.state = 'end';
     older.append(h('p', { class: 'muted' }, t('chat.no_older')));
+  } else {
+    older.dataset.state = log.historyLoaded ? 'end' : 'loading';
   }
   updateEmpty(log);
 }

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep,
+  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep, postAs,
 } from './helpers.js';
 
 let server;
@@ -96,4 +96,48 @@ test('two residents of one village see each other; a resident of another village
   assert.ok(!(await shownTexts(bob.page)).includes(hers));
 
   for (const p of [alice, bob, carol]) assert.deepEqual(p.errors, [], 'no page errors');
+});
+
+test('history pages upward: older messages load above, each once, until there are no more', async () => {
+  const p = await phone();
+  // 宝月尚园: 120 messages from its secretary, then a resident opens the chat.
+  await p.page.goto(`${server.url}/`);
+  const run = Date.now().toString(36);
+  const texts = Array.from({ length: 120 }, (_, i) => `第${i + 1}条通知 ${run}`);
+  await postAs(p.page, demoPhone(2, 1), texts);
+  await login(p.page, server.url, demoPhone(2, 3));
+  await waitForChat(p.page);
+  const ours = async () => (await shownTexts(p.page)).filter((t) => t.endsWith(run));
+  await p.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === t), texts.at(-1));
+  const first = await ours();
+  assert.ok(first.length < texts.length, 'the first page is not everything');
+  assert.deepEqual(first, texts.slice(-first.length), 'the newest page, in order');
+  // Tap "show older" until it says there is nothing older.
+  const settled = () => p.page.waitForSelector('#older:is([data-state="more"], [data-state="end"])');
+  await settled();
+  for (let i = 0; i < 10 && (await p.page.getAttribute('#older', 'data-state')) === 'more'; i++) {
+    const before = (await shownTexts(p.page)).length;
+    await p.page.click('#load-older');
+    await p.page.waitForFunction((n) => document.querySelectorAll('#msglist .msg').length > n, before);
+    await settled();
+  }
+  assert.equal(await p.page.getAttribute('#older', 'data-state'), 'end');
+  assert.deepEqual(await ours(), texts, 'every message once, in order');
+  const seqs = await p.page.$$eval('#msglist .msg', (els) => els.map((e) => Number(e.dataset.seq)));
+  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), 'seq 1.. without gap or repeat');
+  assert.match(await p.page.textContent('#older'), /没有更早的消息了/);
+  assert.deepEqual(p.errors, [], 'no page errors');
+});
+
+test('a text over the limit is refused before sending, with a friendly message', async () => {
+  const p = await phone();
+  await login(p.page, server.url, demoPhone(3, 4));
+  await waitForChat(p.page);
+  await p.page.fill('#composer-input', '长'.repeat(2001));
+  await p.page.click('#send');
+  await p.page.waitForSelector('#toast.show');
+  assert.match(await p.page.textContent('#toast'), /消息太长了/);
+  assert.equal(await p.page.locator('#pending .msg').count(), 0);
+  assert.equal((await p.page.inputValue('#composer-input')).length, 2001, 'the text is kept to be shortened');
+  assert.deepEqual(p.errors, [], 'no page errors');
 });

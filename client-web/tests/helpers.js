@@ -64,6 +64,11 @@ export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true
     });
   });
   const port = Number(new URL(url).port);
+  let stopping = false;
+  proc.once('exit', (code, signal) => {
+    // A server that dies on its own is a bug worth seeing in the test output.
+    if (!stopping) console.error(`villagehub exited unexpectedly (code ${code}, signal ${signal})\nstderr tail:\n${err.slice(-4000)}`);
+  });
   return {
     proc,
     url,
@@ -73,6 +78,7 @@ export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true
     stderr: () => err,
     /** Graceful stop (SIGTERM: the server closes sockets with 1001). */
     async stop() {
+      stopping = true;
       if (proc.exitCode !== null || proc.signalCode !== null) return exited;
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
@@ -82,6 +88,7 @@ export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true
     },
     /** Crash (SIGKILL): sockets just drop, nothing is flushed by the server. */
     async kill() {
+      stopping = true;
       if (proc.exitCode !== null || proc.signalCode !== null) return exited;
       proc.kill('SIGKILL');
       return exited;
@@ -172,12 +179,14 @@ export function rmDir(dir) {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Posts a chat message as another demo account, over its own WebSocket
- * opened inside `page` (Node 20 has no WebSocket client of its own).
- * Resolves with the `sent` reply's seq.
+ * Posts chat messages as another demo account, over its own WebSocket opened
+ * inside `page` (Node 20 has no WebSocket client of its own), paced under the
+ * server's rate limit. `items` is a text or a list of texts or {text, reply_to}.
+ * Resolves with the seqs from the `sent` replies.
  */
-export async function postAs(page, phone, text, replyTo) {
-  return page.evaluate(async ([phone, password, text, replyTo]) => {
+export async function postAs(page, phone, items, replyTo) {
+  const list = (Array.isArray(items) ? items : [items]).map((x) => (typeof x === 'string' ? { text: x, reply_to: replyTo ?? null } : x));
+  const seqs = await page.evaluate(async ([phone, password, list]) => {
     const res = await fetch('/api/login', {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ phone, password }),
     });
@@ -189,8 +198,8 @@ export async function postAs(page, phone, text, replyTo) {
     ws.onmessage = (m) => { frames.push(JSON.parse(m.data)); if (wake) wake(); };
     const reply = async (id) => {
       for (;;) {
-        const f = frames.find((x) => x.id === id);
-        if (f) return f;
+        const i = frames.findIndex((x) => x.id === id);
+        if (i >= 0) return frames.splice(i, 1)[0];
         await new Promise((r) => { wake = r; setTimeout(r, 200); });
       }
     };
@@ -198,14 +207,22 @@ export async function postAs(page, phone, text, replyTo) {
     ws.send(JSON.stringify({ op: 'hello', id: 1, token, client: 'test' }));
     const w = await reply(1);
     if (w.type !== 'welcome') throw new Error(JSON.stringify(w));
-    const body = { text };
-    if (replyTo != null) body.reply_to = replyTo;
-    ws.send(JSON.stringify({
-      op: 'send', id: 2, group: w.groups[0].id, channel: 'chat', body, client_key: `test-${Date.now()}-${Math.random()}`,
-    }));
-    const s = await reply(2);
+    const out = [];
+    let id = 2;
+    for (const item of list) {
+      const body = { text: item.text };
+      if (item.reply_to != null) body.reply_to = item.reply_to;
+      ws.send(JSON.stringify({
+        op: 'send', id, group: w.groups[0].id, channel: 'chat', body, client_key: `test-${Date.now()}-${id}-${Math.random()}`,
+      }));
+      const s = await reply(id);
+      if (s.type !== 'sent') throw new Error(JSON.stringify(s));
+      out.push(s.seq);
+      id += 1;
+      await new Promise((r) => setTimeout(r, 70)); // ~14 ops/s, under the 20/s limit
+    }
     ws.close(1000);
-    if (s.type !== 'sent') throw new Error(JSON.stringify(s));
-    return s.seq;
-  }, [phone, PASSWORD, text, replyTo ?? null]);
+    return out;
+  }, [phone, PASSWORD, list]);
+  return Array.isArray(items) ? seqs : seqs[0];
 }

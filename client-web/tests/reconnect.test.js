@@ -114,3 +114,66 @@ test('messages typed across two server restarts are all there, exactly once', as
 async function waitForConnected(page) {
   await page.waitForSelector('#conn[data-state="connected"]', { timeout: 45_000 });
 }
+
+test('a message queued offline survives closing the page, and a re-sent key never duplicates', async () => {
+  const p = await phone();
+  // Every send op the pages put on the wire, read from the WebSocket itself.
+  const sends = [];
+  const tap = (page) => page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
+    try {
+      const op = JSON.parse(String(payload));
+      if (op.op === 'send') sends.push(op);
+    } catch { /* not JSON */ }
+  }));
+  tap(p.page);
+  await login(p.page, server.url, demoPhone(2, 4));
+  await waitForChat(p.page);
+  const run = Date.now().toString(36);
+
+  // 1. Sent and confirmed; then its queue entry is put back, as if the reply
+  //    had been lost in a crash: the resend with the same key is a duplicate.
+  const first = `确认过的消息 ${run}`;
+  await sendText(p.page, first);
+  await p.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === t), first);
+  await p.page.waitForFunction(() => document.querySelectorAll('#pending .msg').length === 0);
+  const used = await p.page.evaluate(() => {
+    const acc = JSON.parse(localStorage.getItem('vh.session')).account.id;
+    return { acc, counter: Number(localStorage.getItem('vh.keyCounter')) };
+  });
+  const key = sends.find((op) => op.body.text === first).client_key;
+  assert.match(key, new RegExp(`^web-${used.acc}-\\d+-${used.counter}$`), 'client_key is web-<account>-<ms>-<counter>');
+
+  // 2. The server goes away; a message is written; the page is closed.
+  const listen = server.listen;
+  await server.stop();
+  const offline = `断网时写的消息 ${run}`;
+  await p.page.waitForSelector('#conn:not([data-state="connected"])');
+  await sendText(p.page, offline);
+  await p.page.waitForSelector('#pending .msg');
+  await p.page.evaluate(([key, text, acc]) => {
+    const k = `vh.outbox.${acc}`;
+    const q = JSON.parse(localStorage.getItem(k));
+    q.unshift({ client_key: key, group: q[0].group, text, created: 0 });
+    localStorage.setItem(k, JSON.stringify(q));
+  }, [key, first, used.acc]);
+  await p.page.close();
+
+  // 3. Back online, the resident opens the app again: both queued entries go
+  //    out, and each message exists exactly once.
+  server = await startServer({ dataDir, listen, demo: false });
+  const page = await p.context.newPage();
+  page.on('pageerror', (e) => p.errors.push(String(e)));
+  tap(page);
+  await page.goto(`${server.url}/`);
+  await waitForChat(page);
+  await page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === t), offline, { timeout: 30_000 });
+  await page.waitForFunction(() => document.querySelectorAll('#pending .msg').length === 0);
+  const shown = (await shownTexts(page)).filter((t) => t.endsWith(run));
+  assert.deepEqual(shown, [first, offline]);
+  // The offline message went out with the key it was given when written.
+  const offlineKeys = new Set(sends.filter((op) => op.body.text === offline).map((op) => op.client_key));
+  assert.equal(offlineKeys.size, 1, 'one client_key per message, however often it is sent');
+  assert.equal(sends.filter((op) => op.client_key === key).length, 2, 'the lost-reply message was re-sent once, same key');
+  assert.equal(await page.evaluate((acc) => JSON.parse(localStorage.getItem(`vh.outbox.${acc}`)).length, used.acc), 0);
+  assert.deepEqual(p.errors, [], 'no page errors');
+});
