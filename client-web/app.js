@@ -38,7 +38,10 @@ const app = {
   /** group id → unsent composer text. */
   drafts: new Map(),
   autoOpened: false,
+  /** i18n key of the login screen's error, so a language switch translates it. */
   loginError: null,
+  /** The phone typed on the login screen, kept across re-renders. */
+  loginPhone: '',
   loadingOlder: new Set(),
   quoteFetches: new Set(),
 };
@@ -205,12 +208,14 @@ function render() {
 // ---------------------------------------------------------------------------
 
 function renderLogin() {
-  const err = h('p', { class: 'form-error', id: 'login-error', role: 'alert' }, app.loginError || '');
+  const err = h('p', { class: 'form-error', id: 'login-error', role: 'alert' }, app.loginError ? t(app.loginError) : '');
   err.hidden = !app.loginError;
   const phone = h('input', {
     id: 'phone', name: 'phone', type: 'tel', inputmode: 'numeric', autocomplete: 'username',
     placeholder: t('login.phone.placeholder'), maxlength: '20', required: true,
   });
+  phone.value = app.loginPhone;
+  phone.addEventListener('input', () => { app.loginPhone = phone.value; });
   const password = h('input', {
     id: 'password', name: 'password', type: 'password', autocomplete: 'current-password',
     placeholder: t('login.password.placeholder'), required: true,
@@ -233,14 +238,14 @@ function renderLogin() {
 async function login(phoneEl, passwordEl, submit, errEl) {
   const phone = phoneEl.value.replace(/[\s-]/g, '');
   const password = passwordEl.value;
-  const fail = (msg) => {
-    app.loginError = msg;
-    errEl.textContent = msg;
+  const fail = (key) => {
+    app.loginError = key;
+    errEl.textContent = t(key);
     errEl.hidden = false;
     submit.disabled = false;
     submit.textContent = t('login.submit');
   };
-  if (!phone || !password) return fail(t('login.missing'));
+  if (!phone || !password) return fail('login.missing');
   submit.disabled = true;
   submit.textContent = t('login.busy');
   let res;
@@ -251,20 +256,20 @@ async function login(phoneEl, passwordEl, submit, errEl) {
       body: JSON.stringify({ phone, password }),
     });
   } catch {
-    return fail(t('login.network'));
+    return fail('login.network');
   }
   if (!res.ok) {
-    if (res.status === 401 || res.status === 400 || res.status === 404) return fail(t('login.failed'));
-    if (res.status === 429) return fail(t('login.rate_limited'));
-    return fail(t('login.server'));
+    if (res.status === 401 || res.status === 400 || res.status === 404) return fail('login.failed');
+    if (res.status === 429) return fail('login.rate_limited');
+    return fail('login.server');
   }
   let body;
   try {
     body = await res.json();
   } catch {
-    return fail(t('login.server'));
+    return fail('login.server');
   }
-  if (!body || !body.token || !body.account) return fail(t('login.server'));
+  if (!body || !body.token || !body.account) return fail('login.server');
   app.loginError = null;
   app.session = { token: body.token, expires_at: body.expires_at, account: body.account };
   saveSession(app.session);
@@ -272,7 +277,7 @@ async function login(phoneEl, passwordEl, submit, errEl) {
   go('#/groups');
 }
 
-function logout(message) {
+function logout(messageKey) {
   if (app.hub) app.hub.stop();
   app.hub = null;
   app.session = null;
@@ -284,7 +289,7 @@ function logout(message) {
   app.replyTo = null;
   app.drafts.clear();
   app.autoOpened = false;
-  app.loginError = message || null;
+  app.loginError = messageKey || null;
   clearSession();
   go('#/login');
 }
@@ -308,7 +313,7 @@ function startHub() {
   });
   hub.addEventListener('welcome', (e) => { if (app.hub === hub) onWelcome(e.detail); });
   hub.addEventListener('event', (e) => { if (app.hub === hub) onEvent(e.detail); });
-  hub.addEventListener('unauthorized', () => { if (app.hub === hub) logout(t('login.expired')); });
+  hub.addEventListener('unauthorized', () => { if (app.hub === hub) logout('login.expired'); });
   hub.addEventListener('notice', (e) => {
     const { code, message } = e.detail;
     toast(code && code.startsWith('close.') ? t(`error.${code}`) : errorText({ code, message }));
@@ -355,7 +360,7 @@ async function subscribe(log) {
     reply = await app.hub.request(op);
   } catch (err) {
     if (err.code === 'disconnected') return;
-    if (err.code === 'unauthorized') return logout(t('login.expired'));
+    if (err.code === 'unauthorized') return logout('login.expired');
     if (err.code === 'rate_limited' || err.code === 'unavailable' || err.code === 'internal') {
       await sleep(1000 + Math.random() * 1000);
       if (app.hub && app.hub.connected && app.groups.get(log.id) === log) subscribe(log);
@@ -498,7 +503,7 @@ async function flush() {
         refreshPending(item);
         if (err.code === 'disconnected') break;
         if (err.code === 'unauthorized') {
-          logout(t('login.expired'));
+          logout('login.expired');
           break;
         }
         if (RETRYABLE.has(err.code)) {
@@ -955,7 +960,7 @@ function boot() {
   const s = loadSession();
   if (s && s.expired) {
     clearSession();
-    app.loginError = t('login.expired');
+    app.loginError = 'login.expired';
   } else if (s) {
     app.session = s;
     startHub();

@@ -47,6 +47,9 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await page.goto(`${server.url}/`);
   await page.waitForSelector('#login-submit');
   await shot(page, 'web-01-login');
+  await page.click('#large-toggle');
+  await shot(page, 'web-01b-login-large');
+  await page.click('#large-toggle');
 
   await page.fill('#phone', demoPhone(1, 3));
   await page.fill('#password', 'wrong');
