@@ -75,6 +75,17 @@ pub struct ServeArgs {
     /// survives power loss) or `normal` (survives a process crash only).
     #[arg(long)]
     pub sync: Option<SyncMode>,
+    /// Cluster mode: the Redis every node of the cluster shares, e.g.
+    /// `redis://127.0.0.1:6379/`. Without it the node runs embedded.
+    #[arg(long, env = "VILLAGEHUB_REDIS")]
+    pub redis: Option<String>,
+    /// Events kept per log in Redis (approximately); a node that falls
+    /// further behind must be restored from a backup.
+    #[arg(long)]
+    pub redis_stream_max: Option<u64>,
+    /// Seconds Redis remembers a client key for idempotent retries.
+    #[arg(long)]
+    pub redis_key_ttl: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -104,6 +115,9 @@ struct FileConfig {
     token_ttl: Option<u64>,
     max_connections: Option<usize>,
     sync: Option<SyncMode>,
+    redis: Option<String>,
+    redis_stream_max: Option<u64>,
+    redis_key_ttl: Option<u64>,
     /// Token signing key (at least 32 characters). Without it a random key
     /// is generated once and kept in the data directory.
     token_key: Option<String>,
@@ -121,6 +135,7 @@ pub struct Config {
     pub token_key: Option<String>,
     pub max_connections: usize,
     pub sync: SyncMode,
+    pub redis: Option<crate::cluster::RedisConfig>,
 }
 
 /// Per-connection limits; announced to clients in `welcome`.
@@ -223,6 +238,11 @@ impl ServeArgs {
                 .or(file.max_connections)
                 .unwrap_or_else(default_max_connections),
             sync: self.sync.or(file.sync).unwrap_or(SyncMode::Full),
+            redis: self.redis.or(file.redis).map(|url| crate::cluster::RedisConfig {
+                url,
+                stream_max: self.redis_stream_max.or(file.redis_stream_max).unwrap_or(1_000_000),
+                key_ttl: self.redis_key_ttl.or(file.redis_key_ttl).unwrap_or(7 * 86_400),
+            }),
         })
     }
 }

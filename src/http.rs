@@ -101,17 +101,30 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .await
         .map(|r| r.is_ok())
         .unwrap_or(false);
-    if store_ok {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    if !store_ok {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response();
     }
+    if let Some(cluster) = state.hub.log.cluster() {
+        let status = cluster.status();
+        let mut problems = Vec::new();
+        if !status.live {
+            problems.push(format!(
+                "not caught up with Redis: {}",
+                status.last_error.as_deref().unwrap_or("connecting")
+            ));
+        }
+        problems.extend(status.stale.values().cloned());
+        if !problems.is_empty() {
+            return (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response();
+        }
+    }
+    "ready\n".into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let hub = &state.hub;
     let m = &hub.metrics;
-    let log = &hub.log.metrics;
+    let log = hub.log.metrics();
     let batches = log.batches_committed.load(Ordering::Relaxed);
     let text = format!(
         "# TYPE villagehub_connections gauge\nvillagehub_connections {}\n\

@@ -147,7 +147,22 @@ impl Hub {
     /// The account's role in a group it may read. Non-members get the same
     /// answer as for a group that does not exist, so ids cannot be probed.
     pub fn role_in(&self, account: &Account, group: Id) -> Result<Role, OpError> {
-        self.directory.read().unwrap().role(account.id, group).ok_or_else(OpError::no_such_group)
+        let role =
+            self.directory.read().unwrap().role(account.id, group).ok_or_else(OpError::no_such_group)?;
+        self.serves(group)?;
+        Ok(role)
+    }
+
+    /// Cluster mode: a node missing events of a group that Redis no longer
+    /// holds serves nothing of it until restored from a backup.
+    pub fn serves(&self, group: Id) -> Result<(), OpError> {
+        match self.log.cluster() {
+            Some(cluster) if !cluster.serves(group) => Err(OpError::new(
+                ErrorCode::Unavailable,
+                "this node is missing events of this group; connect to another node",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `send` on the chat channel: validate, then append durably.
@@ -159,8 +174,13 @@ impl Hub {
         client_key: String,
     ) -> Result<Appended, OpError> {
         let limits = &self.config.limits;
-        if client_key.is_empty() || client_key.chars().count() > 64 {
-            return Err(OpError::bad_request("client_key must be 1 to 64 characters"));
+        if client_key.is_empty()
+            || client_key.chars().count() > 64
+            || client_key.chars().any(char::is_control)
+        {
+            return Err(OpError::bad_request(
+                "client_key must be 1 to 64 characters, none of them control characters",
+            ));
         }
         if body.text.trim().is_empty() {
             return Err(OpError::bad_request("text is empty"));

@@ -73,6 +73,9 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let demo = config.demo;
     let node = Node::open(config)?;
+    if !node.wait_live(std::time::Duration::from_secs(10)).await {
+        tracing::warn!("not caught up with Redis yet; serving from the local store meanwhile");
+    }
     if demo {
         let logins = villagehub::demo::create(&node.hub).await?;
         println!("{logins}");

@@ -39,8 +39,11 @@ CREATE TABLE IF NOT EXISTS events (
     frame      TEXT NOT NULL,
     PRIMARY KEY (log, seq)
 ) WITHOUT ROWID;
+-- A client key is unique per author within a log (a group): retries land
+-- in the same group, and in cluster mode the check runs in that group's
+-- Redis slot.
 CREATE UNIQUE INDEX IF NOT EXISTS events_client_key
-    ON events (author, client_key) WHERE client_key IS NOT NULL;
+    ON events (log, author, client_key) WHERE client_key IS NOT NULL;
 
 -- Views of the directory log.
 CREATE TABLE IF NOT EXISTS districts (
