@@ -31,9 +31,9 @@ const LISTENING = /villagehub listening on (http:\/\/127\.0\.0\.1:(\d+))/;
  * `listen` defaults to port 0; pass the old address to restart on the same
  * port, so that the browser's reconnects find it again.
  */
-export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true, timeoutMs = 60_000 }) {
+export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true, extra = [], timeoutMs = 60_000 }) {
   if (!existsSync(BIN)) throw new Error(`server binary not found at ${BIN}: run cargo build -p villagehub (or set VILLAGEHUB_BIN)`);
-  const args = ['--listen', listen, '--data-dir', dataDir];
+  const args = ['--listen', listen, '--data-dir', dataDir, ...extra];
   if (demo) args.push('--demo');
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let out = '';
