@@ -125,7 +125,10 @@ export class Hub extends EventTarget {
             this.stop();
             this.dispatchEvent(new CustomEvent('unauthorized'));
           }
-          // Anything else (conflict, disconnected): the close handler retries.
+          else if (err.code !== 'disconnected' && ws === this.ws) {
+            // unavailable, internal, rate_limited: try again later, with backoff.
+            this.drop(ws);
+          }
         },
       });
       ws.send(JSON.stringify({ op: 'hello', id, token: this.token, client: this.clientName }));
