@@ -59,7 +59,13 @@ export class Hub extends EventTarget {
     this.stopped = false;
     this.welcome = null;
     this.onOnline = () => this.reconnectNow();
-    this.onOffline = () => { if (this.state !== 'connected') this.setState('offline'); };
+    // The device lost its network: whatever the socket claims, it cannot carry
+    // anything now. Drop it so that the state says so and sends queue up.
+    this.onOffline = () => {
+      if (this.stopped) return;
+      if (this.ws) this.drop(this.ws);
+      this.setState('offline');
+    };
     window.addEventListener('online', this.onOnline);
     window.addEventListener('offline', this.onOffline);
   }
