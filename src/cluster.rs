@@ -47,8 +47,11 @@ const APPLY_BATCH: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub url: String,
-    /// Events kept per log stream (approximate, `MAXLEN ~`).
+    /// Events kept per group log stream (approximate, `MAXLEN ~`).
     pub stream_max: u64,
+    /// Events kept in the directory log's stream: accounts and the org tree,
+    /// which a node needs from the beginning unless it starts from a backup.
+    pub directory_stream_max: u64,
     /// Seconds a client key is remembered for idempotency.
     pub key_ttl: u64,
 }
@@ -161,6 +164,12 @@ impl Cluster {
         self.status.lock().unwrap().clone()
     }
 
+    /// Whether anything was ever sequenced in this cluster's directory log
+    /// (as far as this node has seen).
+    pub fn directory_exists(&self) -> bool {
+        self.known_head(DIRECTORY_LOG) > 0
+    }
+
     /// Whether this node may serve the log (not stale).
     pub fn serves(&self, log: Id) -> bool {
         let status = self.status.lock().unwrap();
@@ -250,7 +259,7 @@ impl Cluster {
             .arg(prefix)
             .arg(tail)
             .arg(if is_group { "1" } else { "0" })
-            .arg(self.config.stream_max)
+            .arg(if log == DIRECTORY_LOG { self.config.directory_stream_max } else { self.config.stream_max })
             .arg(self.config.key_ttl)
             .arg(channel(log % SHARDS))
             .arg(self.known_head(log));

@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// survives power loss) or `normal` (survives a process crash only).
     #[arg(long)]
     pub sync: Option<SyncMode>,
+    /// Key that signs login tokens (≥ 32 characters). Every node of a
+    /// cluster needs the same one; without it an embedded node generates
+    /// one in the data directory. Prefer the environment to the command line.
+    #[arg(long, env = "VILLAGEHUB_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<String>,
     /// Cluster mode: the Redis every node of the cluster shares, e.g.
     /// `redis://127.0.0.1:6379/`. Without it the node runs embedded.
     #[arg(long, env = "VILLAGEHUB_REDIS")]
@@ -83,6 +88,9 @@ pub struct ServeArgs {
     /// further behind must be restored from a backup.
     #[arg(long)]
     pub redis_stream_max: Option<u64>,
+    /// Events kept in the directory log's stream in Redis.
+    #[arg(long)]
+    pub redis_directory_stream_max: Option<u64>,
     /// Seconds Redis remembers a client key for idempotent retries.
     #[arg(long)]
     pub redis_key_ttl: Option<u64>,
@@ -117,6 +125,7 @@ struct FileConfig {
     sync: Option<SyncMode>,
     redis: Option<String>,
     redis_stream_max: Option<u64>,
+    redis_directory_stream_max: Option<u64>,
     redis_key_ttl: Option<u64>,
     /// Token signing key (at least 32 characters). Without it a random key
     /// is generated once and kept in the data directory.
@@ -222,9 +231,15 @@ impl ServeArgs {
         anyhow::ensure!(limits.ops_per_sec >= 1 && limits.burst >= 1, "rate limits must be ≥ 1");
         anyhow::ensure!(limits.outbox >= 16, "outbox must be at least 16");
         anyhow::ensure!(limits.backfill_page >= 1 && limits.history_limit >= 1, "pages must be ≥ 1");
-        if let Some(key) = &file.token_key {
+        let token_key = self.token_key.or(file.token_key);
+        if let Some(key) = &token_key {
             anyhow::ensure!(key.len() >= 32, "token_key must be at least 32 characters");
         }
+        let redis = self.redis.or(file.redis);
+        anyhow::ensure!(
+            redis.is_none() || token_key.is_some(),
+            "cluster mode (--redis) needs token_key (config file or VILLAGEHUB_TOKEN_KEY), the same on every node"
+        );
         Ok(Config {
             listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -232,15 +247,19 @@ impl ServeArgs {
             demo: self.demo,
             limits,
             token_ttl: Duration::from_secs(self.token_ttl.or(file.token_ttl).unwrap_or(86_400)),
-            token_key: file.token_key,
+            token_key,
             max_connections: self
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or_else(default_max_connections),
             sync: self.sync.or(file.sync).unwrap_or(SyncMode::Full),
-            redis: self.redis.or(file.redis).map(|url| crate::cluster::RedisConfig {
+            redis: redis.map(|url| crate::cluster::RedisConfig {
                 url,
                 stream_max: self.redis_stream_max.or(file.redis_stream_max).unwrap_or(1_000_000),
+                directory_stream_max: self
+                    .redis_directory_stream_max
+                    .or(file.redis_directory_stream_max)
+                    .unwrap_or(10_000_000),
                 key_ttl: self.redis_key_ttl.or(file.redis_key_ttl).unwrap_or(7 * 86_400),
             }),
         })

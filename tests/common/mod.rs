@@ -406,3 +406,92 @@ pub fn assert_contiguous(seqs: &[u64], from: u64, to: u64) {
         );
     }
 }
+
+/// A real `redis-server` on a free port, with its data in a temp dir and
+/// every write fsynced (appendfsync always), as a cluster deployment needs.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Redis { child: None, port, dir: tempfile::tempdir().unwrap() };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts (again) on the same port and data dir.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--loglevel", "warning"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    return;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The token key every node of a test cluster shares.
+pub const CLUSTER_TOKEN_KEY: &str = "cluster-test-key-0123456789abcdef";
+
+/// A cluster node on `redis` (demo data is created once, by the first node).
+pub fn cluster_node(redis: &Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str(), "--token-key", CLUSTER_TOKEN_KEY];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// A row of the events table: log, seq, ts, author, client_key, kind, frame.
+pub type StoredRow = (i64, i64, i64, i64, Option<String>, String, String);
+
+/// Every stored event of a node's SQLite file, in log and seq order.
+pub fn stored_events(data_dir: &Path) -> Vec<StoredRow> {
+    let conn = rusqlite::Connection::open(data_dir.join("villagehub.sqlite3")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT log, seq, ts, author, client_key, kind, frame FROM events ORDER BY log, seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
