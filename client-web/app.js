@@ -844,11 +844,48 @@ function messageEl(log, ev) {
   return li;
 }
 
-/** Inserts in seq order (history pages arrive above, live events below). */
+/**
+ * Live events are put on screen in batches, one layout per batch: a resume
+ * after a long absence can bring hundreds at once.
+ */
+const liveQueue = [];
+let liveTimer = null;
+
 function insertMessage(log, ev, { live }) {
+  if (!live) {
+    placeMessage(log, ev);
+    updateEmpty(log);
+    return;
+  }
+  liveQueue.push([log, ev]);
+  if (!liveTimer) liveTimer = setTimeout(flushLive, 16);
+}
+
+function flushLive() {
+  liveTimer = null;
+  const batch = liveQueue.splice(0);
   const list = $('#msglist');
   if (!list) return;
   const stick = nearBottom();
+  let mine = false;
+  let shown = null;
+  for (const [log, ev] of batch) {
+    if (!isOpen(log.id)) continue;
+    if (placeMessage(log, ev)) shown = log;
+    if (app.session && ev.author.id === app.session.account.id) mine = true;
+  }
+  if (!shown) return;
+  updateEmpty(shown);
+  if (stick || mine) scrollToBottom(true);
+  else $('#new-below').hidden = false;
+}
+
+/** Inserts in seq order (history pages arrive above, live events below). */
+function placeMessage(log, ev) {
+  const list = $('#msglist');
+  if (!list) return false;
+  // Never twice on screen, whatever path brought the event here again.
+  if (list.querySelector(`.msg[data-seq="${ev.seq}"]`)) return false;
   const el = messageEl(log, ev);
   let after = null;
   for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
@@ -862,12 +899,7 @@ function insertMessage(log, ev, { live }) {
   // Quotes waiting for this message can now show it.
   for (const q of list.querySelectorAll(`.quote-missing[data-quote="${ev.seq}"]`)) q.replaceWith(quoteEl(log, ev.seq));
   if (ev.body && ev.body.reply_to != null) ensureQuote(log, ev.body.reply_to);
-  updateEmpty(log);
-  if (live) {
-    const mine = app.session && ev.author.id === app.session.account.id;
-    if (stick || mine) scrollToBottom(true);
-    else $('#new-below').hidden = false;
-  }
+  return true;
 }
 
 function pendingEl(log, item) {
