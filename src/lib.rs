@@ -8,6 +8,7 @@
 //! outbox → back in `session`, written to the socket.
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod config;
 pub mod demo;

@@ -106,7 +106,12 @@ impl Store {
     /// Opens (creating or migrating) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.into(), e))?;
-        let path = data_dir.join("villagehub.sqlite3");
+        Store::open_file(&data_dir.join("villagehub.sqlite3"))
+    }
+
+    /// Opens (creating or migrating) the store in one SQLite file.
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         migrate(&conn)?;

@@ -221,4 +221,24 @@ async fn a_node_too_far_behind_the_stream_says_so_and_serves_nothing_of_it() {
     // Another group of the same node is still served.
     let (mut other, welcome) = b.client(&demo_phone(3, 3)).await;
     other.subscribe(group_named(&welcome, "南周村").id, Some(0)).await;
+    drop((c, other));
+
+    // The documented cure: back up a healthy node while it runs, restore the
+    // copy into the stale node, start it; it catches up the rest from Redis.
+    let backup = tempfile::tempdir().unwrap();
+    let file = backup.path().join("a.sqlite3");
+    let printed =
+        run_command(&["backup", "--data-dir", a.data_dir.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+    assert!(printed.contains("backed up"), "{printed}");
+    let mut last = 0;
+    for n in 0..20 {
+        last = sender.send_text(group, &format!("after backup {n}"), &format!("trim-after-{n}")).await.0;
+    }
+    b.terminate();
+    run_command(&["restore", "--data-dir", b.data_dir.to_str().unwrap(), "--from", file.to_str().unwrap()]);
+    b.restart();
+    let (status, body) = http(b.addr, "GET", "/readyz", None).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (mut reader, _) = b.client(&demo_phone(1, 4)).await;
+    assert_eq!(reader.full_history(group).await, applied_history(&mut sender, group, last).await);
 }

@@ -495,3 +495,14 @@ pub fn stored_events(data_dir: &Path) -> Vec<StoredRow> {
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// Runs a `villagehub` subcommand to completion; returns its stdout.
+pub fn run_command(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_villagehub")).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "villagehub {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
