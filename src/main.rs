@@ -57,13 +57,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     limit_malloc_retention();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VILLAGEHUB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VILLAGEHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The WebSocket and HTTP libraries trace whole frames and headers, and
+    // those carry tokens: they never log below info, whatever the setting.
+    let filter =
+        ["tungstenite=info", "tokio_tungstenite=info", "hyper=info", "hyper_util=info", "redis=info"]
+            .into_iter()
+            .fold(filter, |f, d| f.add_directive(d.parse().expect("valid directive")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

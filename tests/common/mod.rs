@@ -28,11 +28,23 @@ pub fn demo_phone(group: usize, person: usize) -> String {
 /// How long any single expected frame may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How to start the server process, beyond its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// RLIMIT_NOFILE for the server process.
+    pub open_files: Option<u64>,
+    /// Write the server's stderr (its logs) to this file.
+    pub stderr: Option<PathBuf>,
+    /// Extra environment, e.g. VILLAGEHUB_LOG.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    options: Options,
     /// Keeps the temp dir alive as long as the server value.
     _temp: Option<tempfile::TempDir>,
 }
@@ -48,17 +60,21 @@ impl Server {
 
     /// Starts on an existing data directory (demo data created if empty).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data_dir, extra, Options::default())
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str], options: Options) -> Server {
         let mut args: Vec<String> =
             vec!["--data-dir".into(), data_dir.display().to_string(), "--demo".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, addr) = spawn(&args, "127.0.0.1:0");
-        Server { child: Some(child), addr, data_dir: data_dir.to_path_buf(), args, _temp: None }
+        let (child, addr) = spawn(&args, "127.0.0.1:0", &options);
+        Server { child: Some(child), addr, data_dir: data_dir.to_path_buf(), args, options, _temp: None }
     }
 
     /// Starts the same binary again on the same data dir and port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
-        let (child, addr) = spawn(&self.args, &self.addr.to_string());
+        let (child, addr) = spawn(&self.args, &self.addr.to_string(), &self.options);
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }
@@ -124,7 +140,11 @@ impl Server {
 
     /// Logged in and said hello.
     pub async fn client(&self, phone: &str) -> (Client, Welcome) {
-        let token = self.token(phone).await;
+        self.client_with_password(phone, DEMO_PASSWORD).await
+    }
+
+    pub async fn client_with_password(&self, phone: &str, password: &str) -> (Client, Welcome) {
+        let token = self.login(phone, password).await.unwrap().token;
         let mut client = self.connect().await;
         let welcome = client.hello(&token).await;
         (client, welcome)
@@ -140,15 +160,31 @@ impl Drop for Server {
     }
 }
 
-fn spawn(args: &[String], listen: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_villagehub"))
-        .args(args)
-        .args(["--listen", listen])
-        .env("VILLAGEHUB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start villagehub");
+fn spawn(args: &[String], listen: &str, options: &Options) -> (Child, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_villagehub"));
+    command.args(args).args(["--listen", listen]).env("VILLAGEHUB_LOG", "warn").stdout(Stdio::piped());
+    for (key, value) in &options.env {
+        command.env(key, value);
+    }
+    match &options.stderr {
+        Some(path) => command.stderr(std::fs::File::create(path).unwrap()),
+        None => command.stderr(Stdio::inherit()),
+    };
+    if let Some(limit) = options.open_files {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+        // fork and exec here.
+        unsafe {
+            command.pre_exec(move || {
+                let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("start villagehub");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
