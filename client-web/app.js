@@ -32,6 +32,13 @@ const app = {
   inflight: new Set(),
   /** client_key → {item, seq}: acknowledged, but the event push not seen yet. */
   acked: new Map(),
+  /**
+   * client_keys of queued messages whose event has (very likely) arrived
+   * already — a resume replays a message whose `sent` reply was lost — but
+   * whose own `sent` reply has not: hidden meanwhile so that the message is
+   * not on screen twice. Cleared by that reply (or a failure).
+   */
+  superseded: new Set(),
   flushing: false,
   /** {group, seq} the composer answers, or null. */
   replyTo: null,
@@ -286,6 +293,7 @@ function logout(messageKey) {
   app.welcomed = false;
   app.inflight.clear();
   app.acked.clear();
+  app.superseded.clear();
   app.replyTo = null;
   app.drafts.clear();
   app.autoOpened = false;
@@ -379,22 +387,47 @@ function onEvent(ev) {
   const log = app.groups.get(ev.group);
   if (!log) return;
   if (!log.add(ev)) return; // (group, seq) already shown: a resume or history overlap
+  if (isOpen(log.id)) {
+    insertMessage(log, ev, { live: true });
+  } else {
+    replacePending(ev);
+    if (ev.channel === 'chat') {
+      log.unread += 1;
+      const badge = document.querySelector(`.group-card[data-group="${log.id}"] .unread`);
+      if (badge) {
+        badge.textContent = t('groups.unread', { n: log.unread });
+        badge.hidden = false;
+      }
+    }
+  }
+  checkGap(log);
+}
+
+/**
+ * An event is on screen: the greyed copy of the same message goes. Either
+ * its `sent` said this seq (acked), or — a resume replaying a message whose
+ * reply was lost — it is my queued message with the same text, hidden until
+ * its own (duplicate) `sent` reply confirms and removes it.
+ */
+function replacePending(ev) {
   for (const [key, a] of app.acked) {
     if (a.item.group === ev.group && a.seq === ev.seq) {
       app.acked.delete(key);
       removePendingEl(key);
+      return;
     }
   }
-  if (isOpen(log.id)) insertMessage(log, ev, { live: true });
-  else if (ev.channel === 'chat') {
-    log.unread += 1;
-    const badge = document.querySelector(`.group-card[data-group="${log.id}"] .unread`);
-    if (badge) {
-      badge.textContent = t('groups.unread', { n: log.unread });
-      badge.hidden = false;
-    }
-  }
-  checkGap(log);
+  if (app.session && ev.author.id === app.session.account.id && app.outbox) supersede(ev);
+}
+
+function supersede(ev) {
+  const body = ev.body || {};
+  const item = app.outbox.items.find((i) => i.group === ev.group && !i.failed
+    && !app.superseded.has(i.client_key) && i.text === body.text
+    && (i.reply_to ?? null) === (body.reply_to ?? null));
+  if (!item) return;
+  app.superseded.add(item.client_key);
+  refreshPending(item);
 }
 
 /** Events are gap-free by protocol; should one ever be missing, fetch it. */
@@ -436,7 +469,10 @@ async function loadOlder(log) {
   try {
     const r = await app.hub.request({ op: 'history', group: log.id, before, limit: PAGE });
     for (const ev of r.events || []) {
-      if (log.add(ev) && isOpen(log.id)) insertMessage(log, ev, { live: false });
+      if (log.add(ev)) {
+        if (isOpen(log.id)) insertMessage(log, ev, { live: false });
+        replacePending(ev);
+      }
     }
     log.more = !!r.more && (r.events || []).length > 0;
     log.historyLoaded = true;
@@ -511,6 +547,7 @@ async function flush() {
           await sleep(err.code === 'rate_limited' ? 1000 : 2000 + Math.random() * 2000);
           continue;
         }
+        app.superseded.delete(key);
         app.outbox.markFailed(key, err.code);
         refreshPending(item);
         toast(errorText(err));
@@ -524,8 +561,15 @@ async function flush() {
 }
 
 function onSent(item, seq) {
+  app.superseded.delete(item.client_key);
   app.outbox.remove(item.client_key);
   const log = app.groups.get(item.group);
+  if (liveQueue.some(([, ev]) => ev.group === item.group && ev.seq === seq)) {
+    // Its event is about to be drawn: the copy goes in that same frame.
+    app.acked.set(item.client_key, { item, seq });
+    refreshPending(item);
+    return;
+  }
   if (!log || log.events.has(seq) || (log.lastSeq !== null && seq <= log.lastSeq)) {
     // Already shown (the push came first), or older than what is loaded.
     removePendingEl(item.client_key);
@@ -865,13 +909,13 @@ function flushLive() {
   liveTimer = null;
   const batch = liveQueue.splice(0);
   const list = $('#msglist');
-  if (!list) return;
-  const stick = nearBottom();
+  const stick = list ? nearBottom() : false;
   let mine = false;
   let shown = null;
   for (const [log, ev] of batch) {
-    if (!isOpen(log.id)) continue;
-    if (placeMessage(log, ev)) shown = log;
+    if (isOpen(log.id) && placeMessage(log, ev)) shown = log;
+    // In the same frame as the message appears, never before or after it.
+    replacePending(ev);
     if (app.session && ev.author.id === app.session.account.id) mine = true;
   }
   if (!shown) return;
@@ -929,6 +973,7 @@ function refreshPendingLabel(li, item) {
   const label = li.querySelector('.pending-label');
   if (!label) return;
   li.classList.remove('failed', 'sending', 'acked');
+  li.hidden = app.superseded.has(key);
   if (app.acked.has(key)) {
     li.classList.add('acked');
     label.textContent = t('chat.sending');

@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep, postAs,
+  doubles,
 } from './helpers.js';
 
 let server;
@@ -95,7 +96,10 @@ test('two residents of one village see each other; a resident of another village
   assert.ok(!(await shownTexts(alice.page)).includes(hers));
   assert.ok(!(await shownTexts(bob.page)).includes(hers));
 
-  for (const p of [alice, bob, carol]) assert.deepEqual(p.errors, [], 'no page errors');
+  for (const p of [alice, bob, carol]) {
+    assert.deepEqual(p.errors, [], 'no page errors');
+    assert.deepEqual(await doubles(p.page), [], 'no message was ever visible twice');
+  }
 });
 
 test('history pages upward: older messages load above, each once, until there are no more', async () => {

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, postAs,
+  doubles,
 } from './helpers.js';
 
 let server;
@@ -53,4 +54,5 @@ test('offline for a while, then every missed message once, in order', async () =
   const seqs = await away.page.$$eval('#msglist .msg', (els) => els.map((e) => Number(e.dataset.seq)));
   for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, 'contiguous seqs on screen');
   assert.deepEqual(away.errors, [], 'no page errors');
+  assert.deepEqual(await doubles(away.page), [], 'no message was ever visible twice');
 });
