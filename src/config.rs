@@ -71,6 +71,20 @@ pub struct ServeArgs {
     /// reserve for the store and logs).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Most WebSocket connections one account may hold at once (0: no
+    /// limit).
+    #[arg(long)]
+    pub max_connections_per_account: Option<usize>,
+    /// Most WebSocket connections from one source address (0: no limit).
+    /// Behind a load balancer every client shares its address: limit per
+    /// client address at the load balancer instead, and set 0 here.
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Origins (scheme://host[:port]) whose pages may open WebSockets here,
+    /// besides the server's own origin; repeat the flag or separate with
+    /// commas. Clients that send no Origin (not browsers) are let in.
+    #[arg(long = "allowed-origin", env = "VILLAGEHUB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// SQLite synchronous mode: `full` (fsync every commit: an acked send
     /// survives power loss) or `normal` (survives a process crash only).
     #[arg(long)]
@@ -122,6 +136,10 @@ struct FileConfig {
     slow_timeout: Option<u64>,
     token_ttl: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_account: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
     sync: Option<SyncMode>,
     redis: Option<String>,
     redis_stream_max: Option<u64>,
@@ -143,6 +161,9 @@ pub struct Config {
     pub token_ttl: Duration,
     pub token_key: Option<String>,
     pub max_connections: usize,
+    pub max_connections_per_account: usize,
+    pub max_connections_per_ip: usize,
+    pub allowed_origins: Vec<String>,
     pub sync: SyncMode,
     pub redis: Option<crate::cluster::RedisConfig>,
 }
@@ -252,6 +273,22 @@ impl ServeArgs {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or_else(default_max_connections),
+            max_connections_per_account: self
+                .max_connections_per_account
+                .or(file.max_connections_per_account)
+                .unwrap_or(8),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(2000),
+            allowed_origins: if self.allowed_origins.is_empty() {
+                file.allowed_origins
+            } else {
+                self.allowed_origins
+            }
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect(),
             sync: self.sync.or(file.sync).unwrap_or(SyncMode::Full),
             redis: redis.map(|url| crate::cluster::RedisConfig {
                 url,

@@ -26,7 +26,7 @@ use tower_http::services::ServeDir;
 use protocol::{AccountInfo, ApiError, ErrorCode, LoginRequest, LoginResponse};
 
 use crate::auth::verify_password;
-use crate::hub::Hub;
+use crate::hub::{Hub, SlotKey};
 use crate::server::Peer;
 use crate::session;
 
@@ -193,6 +193,13 @@ async fn ws_upgrade(
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    if !origin_allowed(headers, &state.hub.config.allowed_origins) {
+        return (StatusCode::FORBIDDEN, "this page's origin may not connect here\n").into_response();
+    }
+    let limit = state.hub.config.max_connections_per_ip;
+    let Some(address_slot) = state.hub.claim_slot(SlotKey::Address(peer.ip()), limit) else {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
@@ -206,6 +213,7 @@ async fn ws_upgrade(
                 )
                 .await;
                 session::run(hub, ws, peer, shutdown).await;
+                drop(address_slot);
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
         }
@@ -217,6 +225,23 @@ async fn ws_upgrade(
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
     response
+}
+
+/// Browsers always send `Origin` on a WebSocket upgrade; a page of another
+/// site must not open a socket with the user's token (cross-site WebSocket
+/// hijacking). Allowed: the server's own origin (same host as the request),
+/// the configured list, and clients without `Origin` (apps, tools).
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed.iter().any(|a| *a == origin) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    !host.is_empty() && origin_host == host
 }
 
 /// tungstenite's defaults (128 KiB read buffer allocated per connection,

@@ -3,8 +3,10 @@
 //! op against the directory and turns it into an append, a store read or a
 //! refusal. Nothing here touches a socket; `session.rs` does the framing.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use protocol::{
@@ -84,7 +86,35 @@ pub struct Hub {
     /// Password hashes in progress at once. Each costs ~19 MiB and ~20 ms of
     /// a core, so a login flood queues here instead of exhausting memory.
     pub password_permits: tokio::sync::Semaphore,
+    /// Live WebSocket connections per account and per source address, for
+    /// `--max-connections-per-account` / `--max-connections-per-ip`.
+    connection_counts: Mutex<HashMap<SlotKey, usize>>,
     next_conn: AtomicU64,
+}
+
+/// What a connection slot is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotKey {
+    Account(Id),
+    Address(IpAddr),
+}
+
+/// One counted connection; gives its place back when dropped.
+pub struct Slot {
+    hub: Arc<Hub>,
+    key: SlotKey,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.hub.connection_counts.lock().unwrap();
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -105,8 +135,21 @@ impl Hub {
             tokens,
             metrics: HubMetrics::default(),
             password_permits: tokio::sync::Semaphore::new(2),
+            connection_counts: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Takes one connection slot for `key`, unless `limit` (0: none) are
+    /// taken already.
+    pub fn claim_slot(self: &Arc<Self>, key: SlotKey, limit: usize) -> Option<Slot> {
+        let mut counts = self.connection_counts.lock().unwrap();
+        let n = counts.entry(key).or_insert(0);
+        if limit > 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { hub: self.clone(), key })
     }
 
     pub fn next_conn_id(&self) -> u64 {
