@@ -236,7 +236,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         return true;
     };
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-    if allowed.iter().any(|a| *a == origin) {
+    if allowed.contains(&origin) {
         return true;
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
