@@ -164,6 +164,12 @@ impl Cluster {
         self.status.lock().unwrap().clone()
     }
 
+    /// Events sequenced in Redis (as far as this node has heard) but not yet
+    /// applied here, over all logs.
+    pub fn replication_lag(&self, applied: impl Fn(Id) -> Seq) -> u64 {
+        self.known.lock().unwrap().iter().map(|(log, known)| known.saturating_sub(applied(*log))).sum()
+    }
+
     /// Whether anything was ever sequenced in this cluster's directory log
     /// (as far as this node has seen).
     pub fn directory_exists(&self) -> bool {

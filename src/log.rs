@@ -144,6 +144,22 @@ pub struct LogMetrics {
     /// Sum of commit durations, microseconds (with `batches_committed`,
     /// the mean commit latency).
     pub commit_micros: AtomicU64,
+    /// Commits per latency bucket (upper bounds in `COMMIT_BUCKETS_MICROS`).
+    pub commit_buckets: [AtomicU64; COMMIT_BUCKETS_MICROS.len()],
+}
+
+/// Upper bounds of the commit-latency histogram, microseconds.
+pub const COMMIT_BUCKETS_MICROS: [u64; 10] =
+    [500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 1_000_000];
+
+impl LogMetrics {
+    fn observe_commit(&self, micros: u64) {
+        self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        self.batches_committed.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = COMMIT_BUCKETS_MICROS.iter().position(|b| micros <= *b) {
+            self.commit_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What the writer has applied, for callers that wait for their own change
@@ -394,8 +410,7 @@ impl Writer {
         match outcome {
             Ok(()) => {
                 let micros = started.elapsed().as_micros() as u64;
-                state.metrics.commit_micros.fetch_add(micros, Ordering::Relaxed);
-                state.metrics.batches_committed.fetch_add(1, Ordering::Relaxed);
+                state.metrics.observe_commit(micros);
                 state.metrics.events_committed.fetch_add(fx.deliveries.len() as u64, Ordering::Relaxed);
                 // Committed: now, and only now, publish and acknowledge.
                 for delivery in fx.deliveries {

@@ -242,3 +242,56 @@ async fn a_node_too_far_behind_the_stream_says_so_and_serves_nothing_of_it() {
     let (mut reader, _) = b.client(&demo_phone(1, 4)).await;
     assert_eq!(reader.full_history(group).await, applied_history(&mut sender, group, last).await);
 }
+
+#[tokio::test]
+async fn a_draining_node_sends_its_clients_to_another_without_loss() {
+    let redis = Redis::start();
+    let mut a = cluster_node(&redis, &FAST);
+    let b = cluster_node(&redis, &FAST);
+    let group = village(&a).await;
+    let (mut reader, _) = a.client(&demo_phone(1, 2)).await;
+    let head = reader.subscribe(group, None).await;
+    let (mut sender, _) = b.client(&demo_phone(1, 3)).await;
+    let sending = tokio::spawn(async move {
+        for n in 0..300 {
+            sender.send_text(group, &format!("m{n}"), &format!("drain-{n}")).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let mut seqs = Vec::new();
+    for _ in 0..30 {
+        seqs.push(reader.event().await.seq);
+    }
+    // SIGTERM: a stops accepting, delivers what it applied, says 1001.
+    let terminating = tokio::task::spawn_blocking(move || {
+        a.terminate();
+        a
+    });
+    loop {
+        match tokio::time::timeout(PATIENCE, futures_util::StreamExt::next(&mut reader.ws)).await.unwrap() {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                if let protocol::ServerFrame::Event(e) = serde_json::from_str(text.as_str()).unwrap() {
+                    seqs.push(e.seq);
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), protocol::close::GOING_AWAY);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a 1001 close, got {other:?}"),
+        }
+    }
+    let _a = terminating.await.unwrap();
+    let (mut reader, _) = b.client(&demo_phone(1, 2)).await;
+    reader.subscribe(group, seqs.last().copied()).await;
+    while *seqs.last().unwrap() < head + 300 {
+        seqs.push(reader.event().await.seq);
+    }
+    sending.await.unwrap();
+    assert_contiguous(&seqs, head + 1, head + 300);
+
+    let (_, metrics) = http(b.addr, "GET", "/metrics", None).await;
+    assert!(metrics.contains("villagehub_cluster_live 1"), "{metrics}");
+    assert!(metrics.contains("villagehub_cluster_replication_lag_events 0"), "{metrics}");
+}
