@@ -377,6 +377,15 @@ async function subscribe(log) {
     toast(errorText(err));
     return;
   }
+  if (log.lastSeq !== null && reply.head < log.lastSeq) {
+    // The server's log is shorter than what we hold (restored from an older
+    // backup): our seqs no longer name the same events. Start afresh rather
+    // than take new events for ones we already have.
+    log.reset();
+    if (isOpen(log.id)) render();
+    subscribe(log);
+    return;
+  }
   log.setHead(reply.head);
   checkGap(log);
   if (isOpen(log.id) && !log.historyLoaded) loadOlder(log);

@@ -67,6 +67,17 @@ export class GroupLog {
     this.maxSeq = 0;
   }
 
+  /** Forgets every event (the server's log no longer matches ours). */
+  reset() {
+    this.events.clear();
+    this.quotes.clear();
+    this.lastSeq = null;
+    this.oldest = null;
+    this.more = true;
+    this.historyLoaded = false;
+    this.maxSeq = 0;
+  }
+
   /** Adds an event; returns false if this seq is already known. */
   add(ev) {
     if (this.events.has(ev.seq)) return false;
