@@ -234,6 +234,9 @@ pub struct TargetResult {
     /// cores during the window (should be near 0 for clean figures).
     pub other_cpu_pct: f64,
     pub login_ms: Vec<f64>,
+    /// Change of the server's own `/metrics` counters over the window
+    /// (villagehub only): commits, batches, deliveries, overflows.
+    pub server_metrics: BTreeMap<String, f64>,
     pub errors: BTreeMap<String, u64>,
     pub violations: BTreeMap<String, u64>,
 }
@@ -583,7 +586,7 @@ pub async fn run_target(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = spawn_workers(plans, cfg.in_process, tx).await?;
     let mut board = Board::new(label.clone(), n, cfg.quiet);
-    let result = drive(cfg, &pid, &mut board, &mut rx, &mut handles, before).await;
+    let result = drive(cfg, &pid, server.http_port, &mut board, &mut rx, &mut handles, before).await;
     board.end_progress();
     for h in &mut handles {
         h.finish().await;
@@ -597,6 +600,7 @@ pub async fn run_target(
 async fn drive(
     cfg: &RunConfig,
     pid: &str,
+    http_port: u16,
     board: &mut Board,
     rx: &mut mpsc::UnboundedReceiver<Report>,
     handles: &mut [Handle],
@@ -647,6 +651,7 @@ async fn drive(
     }
 
     // Run.
+    let metrics0 = servers::scrape_metrics(http_port).await;
     let cpu0 = procfs::sample(pid)?;
     let machine0 = procfs::machine_cpu()?;
     let start_ns = now_ns() + 500_000_000;
@@ -697,6 +702,10 @@ async fn drive(
     let window = t_start.elapsed().as_secs_f64();
     let cpu1 = procfs::sample(pid)?;
     let machine1 = procfs::machine_cpu()?;
+    if let (Some(m0), Some(m1)) = (metrics0, servers::scrape_metrics(http_port).await) {
+        r.server_metrics =
+            m1.iter().map(|(k, v1)| (k.clone(), v1 - m0.get(k).copied().unwrap_or(0.0))).collect();
+    }
     board.print_progress(true);
     r.rss_after_kib = cpu1.rss_kib;
     r.duration_s = cfg.duration_ms as f64 / 1000.0;

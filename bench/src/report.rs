@@ -178,6 +178,23 @@ fn extra_lines(r: &TargetResult) -> String {
             v[v.len() - 1]
         ));
     }
+    let m = &r.server_metrics;
+    if let (Some(events), Some(batches)) =
+        (m.get("villagehub_events_committed_total"), m.get("villagehub_commit_batches_total"))
+    {
+        if *batches > 0.0 {
+            let commit_s = m.get("villagehub_commit_seconds_sum").copied().unwrap_or(0.0);
+            s.push_str(&format!(
+                "\n{}: server /metrics over the window — {events:.0} events committed in {batches:.0} batches ({:.1} events/batch, {:.2} ms per commit, commit thread busy {:.0} % of the window); {:.0} deliveries; {:.0} outbox overflows.\n",
+                r.target,
+                events / batches,
+                commit_s * 1000.0 / batches,
+                commit_s / r.window_s.max(1e-9) * 100.0,
+                m.get("villagehub_deliveries_total").copied().unwrap_or(0.0),
+                m.get("villagehub_outbox_overflows_total").copied().unwrap_or(0.0),
+            ));
+        }
+    }
     let problems = r.problems();
     if !problems.is_empty() {
         s.push_str(&format!("\n{} problems: {}.\n", r.target, problems.join("; ")));
