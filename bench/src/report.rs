@@ -85,11 +85,11 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
         s.push_str(&format!(" Seeding took {seed:.1} s."));
     }
     s.push_str("\n\n");
-    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % | other CPU % |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % | other CPU % | server run-queue wait % |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in &out.results {
         s.push_str(&format!(
-            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} | {:.0} |\n",
+            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} |\n",
             r.target,
             r.connected,
             r.conns,
@@ -112,6 +112,7 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
             r.rss_per_conn_kib,
             r.generator_cpu_pct,
             r.other_cpu_pct,
+            r.server_run_delay_pct,
         ));
     }
     for r in &out.results {
