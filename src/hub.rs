@@ -216,24 +216,8 @@ impl Hub {
         body: MessageBody,
         client_key: String,
     ) -> Result<Appended, OpError> {
-        let limits = &self.config.limits;
-        if client_key.is_empty()
-            || client_key.chars().count() > 64
-            || client_key.chars().any(char::is_control)
-        {
-            return Err(OpError::bad_request(
-                "client_key must be 1 to 64 characters, none of them control characters",
-            ));
-        }
-        if body.text.trim().is_empty() {
-            return Err(OpError::bad_request("text is empty"));
-        }
-        if body.text.chars().count() > limits.max_text {
-            return Err(OpError::new(
-                ErrorCode::TooLarge,
-                format!("text is longer than {} characters", limits.max_text),
-            ));
-        }
+        // Sizes and keys were checked by `wire::validate_op`; what needs the
+        // directory and the log is checked here.
         let role = self.role_in(account, group)?;
         if let Some(target) = body.reply_to {
             if target == 0 || target > self.fanout.head(group) {
@@ -256,11 +240,7 @@ impl Hub {
     ) -> Result<(Vec<StoredEvent>, bool), OpError> {
         self.role_in(account, group)?;
         let cap = self.config.limits.history_limit;
-        let limit = match limit {
-            Some(0) => return Err(OpError::bad_request("limit must be at least 1")),
-            Some(n) => n.min(cap),
-            None => cap,
-        };
+        let limit = limit.unwrap_or(cap).clamp(1, cap);
         let hub = self.clone();
         tokio::task::spawn_blocking(move || hub.store.history(group, before, limit))
             .await
