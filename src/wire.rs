@@ -149,8 +149,8 @@ pub fn fuzz_ws_bytes(data: &[u8]) {
             Ok(())
         }
     }
-    let mut limits = Limits::default();
-    limits.max_frame = 4096; // keep the hard limit (16×) small for speed
+    // A small frame limit keeps the hard limit (16×) small, for speed.
+    let limits = Limits { max_frame: 4096, ..Limits::default() };
     let config = crate::http::ws_config(&limits);
     let mut ws = WebSocket::from_raw_socket(Wire { input: data }, Role::Server, Some(config));
     for _ in 0..64 {
