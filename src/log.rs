@@ -219,12 +219,14 @@ impl Log {
             directory_head: watch::Sender::new(directory_head),
             refused: Mutex::new(HashMap::new()),
         });
+        let (fanout_tx, fanout_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_fanout(fanout.clone(), fanout_rx));
         let writer = Writer {
             conn,
             state: State {
+                fanout_tx,
                 heads,
                 directory,
-                fanout,
                 store_path: store.path().to_path_buf(),
                 metrics: metrics.clone(),
                 applied: applied.clone(),
@@ -296,6 +298,19 @@ impl Log {
     }
 }
 
+/// Hands committed events to subscribers. It runs as a task on the runtime,
+/// not on the writer thread, because waking a connection's task from a
+/// worker thread pushes it on that worker's own run queue, while a wake from
+/// a foreign thread goes through the runtime's shared injection queue (a
+/// mutex, and often a futex to unpark a worker) — once per delivery.
+async fn run_fanout(fanout: Arc<Fanout>, mut committed: mpsc::UnboundedReceiver<Vec<Delivery>>) {
+    while let Some(batch) = committed.recv().await {
+        for delivery in batch {
+            fanout.publish(delivery);
+        }
+    }
+}
+
 struct Writer {
     conn: Connection,
     state: State,
@@ -304,11 +319,13 @@ struct Writer {
 /// Everything the writer keeps besides its connection (split off so that a
 /// transaction on the connection and the state can be borrowed together).
 struct State {
+    /// Committed group events, in commit order, to the fan-out task.
+    /// Unbounded: one message per commit, drained as fast as it is filled.
+    fanout_tx: mpsc::UnboundedSender<Vec<Delivery>>,
     /// Last seq and ts of every log in the store. Only this thread writes
     /// events, so a plain map.
     heads: HashMap<Id, (Seq, Millis)>,
     directory: Arc<RwLock<Directory>>,
-    fanout: Arc<Fanout>,
     store_path: std::path::PathBuf,
     metrics: Arc<LogMetrics>,
     applied: Arc<Applied>,
@@ -413,8 +430,10 @@ impl Writer {
                 state.metrics.observe_commit(micros);
                 state.metrics.events_committed.fetch_add(fx.deliveries.len() as u64, Ordering::Relaxed);
                 // Committed: now, and only now, publish and acknowledge.
-                for delivery in fx.deliveries {
-                    state.fanout.publish(delivery);
+                // The fan-out itself runs on a runtime thread (see
+                // `run_fanout`); the channel keeps commit order.
+                if !fx.deliveries.is_empty() {
+                    let _ = state.fanout_tx.send(fx.deliveries);
                 }
                 if !fx.refused.is_empty() {
                     let mut refused = state.applied.refused.lock().unwrap();
