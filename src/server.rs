@@ -33,10 +33,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Node {
     pub hub: Arc<Hub>,
     writer: std::thread::JoinHandle<()>,
+    /// The data directory is ours until the node is dropped.
+    _lock: crate::lock::DataDirLock,
 }
 
 impl Node {
     pub fn open(config: Config) -> anyhow::Result<Node> {
+        let lock = crate::lock::DataDirLock::acquire(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
         let directory = Arc::new(RwLock::new(store.load_directory()?));
         let fanout = Arc::new(Fanout::default());
@@ -44,7 +47,7 @@ impl Node {
         let (log, writer) = Log::start(&store, writer_conn, directory.clone(), fanout.clone())?;
         let tokens = TokenKey::load_or_create(config.token_key.as_deref(), &config.data_dir)?;
         let hub = Arc::new(Hub::new(config, store, directory, fanout, log, tokens));
-        Ok(Node { hub, writer })
+        Ok(Node { hub, writer, _lock: lock })
     }
 
     /// Stops the log writer after it has committed everything queued.

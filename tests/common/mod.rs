@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use protocol::{ApiError, ErrorCode, Event, GroupInfo, LoginResponse, ServerFrame, Welcome};
+use protocol::{
+    ApiError, ErrorCode, Event, GroupInfo, LoginResponse, MembershipNotice, ServerFrame, Welcome,
+};
 
 pub const DEMO_PASSWORD: &str = "demo1234";
 /// Demo phones: `1380000{g}{p:03}`; p = 1 secretary, 2 cadre, 3..=6 members.
@@ -119,7 +121,7 @@ impl Server {
     /// An unauthenticated connection.
     pub async fn connect(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.unwrap();
-        Client { ws, next_id: 1, events: VecDeque::new() }
+        Client { ws, next_id: 1, events: VecDeque::new(), notices: VecDeque::new() }
     }
 
     /// Logged in and said hello.
@@ -190,6 +192,8 @@ pub struct Client {
     next_id: u64,
     /// Events that arrived while waiting for a reply.
     events: VecDeque<Event>,
+    /// Membership pushes that arrived while waiting for something else.
+    pub notices: VecDeque<MembershipNotice>,
 }
 
 /// How a connection ended.
@@ -247,6 +251,7 @@ impl Client {
         loop {
             match self.frame().await {
                 ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
                 frame => {
                     assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
                     return frame;
@@ -314,6 +319,20 @@ impl Client {
         }
     }
 
+    /// The next membership push (events arriving meanwhile are kept).
+    pub async fn notice(&mut self) -> MembershipNotice {
+        if let Some(notice) = self.notices.pop_front() {
+            return notice;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Membership(notice) => return notice,
+                ServerFrame::Event(event) => self.events.push_back(event),
+                other => panic!("expected a membership push, got {other:?}"),
+            }
+        }
+    }
+
     /// Asserts that nothing but pings arrives for `wait`.
     pub async fn expect_silence(&mut self, wait: Duration) {
         assert!(self.events.is_empty(), "unread events: {:?}", self.events);
@@ -370,9 +389,12 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         ServerFrame::Subscribed { id, .. }
         | ServerFrame::Unsubscribed { id, .. }
         | ServerFrame::Sent { id, .. }
-        | ServerFrame::History { id, .. } => Some(*id),
+        | ServerFrame::History { id, .. }
+        | ServerFrame::Done { id, .. }
+        | ServerFrame::Applications { id, .. }
+        | ServerFrame::Audit { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
-        ServerFrame::Event(_) => None,
+        ServerFrame::Event(_) | ServerFrame::Membership(_) => None,
     }
 }
 
@@ -389,6 +411,8 @@ pub fn group_named(welcome: &Welcome, name: &str) -> GroupInfo {
 pub fn text_of(event: &Event) -> &str {
     match &event.body {
         protocol::EventBody::Message(m) => &m.text,
+        protocol::EventBody::Hidden(h) => h.text.as_deref().unwrap_or(""),
+        protocol::EventBody::Hide(_) => "",
     }
 }
 
