@@ -359,6 +359,7 @@ impl Directory {
 
     /// Applies a checked change, committed as directory seq `seq`, to memory.
     pub fn apply(&mut self, seq: u64, change: &DirectoryChange) {
+        self.people.note_applied(seq, change);
         match change.clone() {
             DirectoryChange::DistrictCreated { name } => {
                 self.districts.insert(seq, name);

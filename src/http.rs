@@ -144,16 +144,17 @@ async fn register(
     if !hub.login_limiter.request(peer.ip()) {
         return api_error(ErrorCode::RateLimited, "too many requests; wait and try again");
     }
-    let request: RegisterRequest =
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return api_error(
+    let request: RegisterRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return api_error(
                 ErrorCode::BadRequest,
                 &format!(
                     "expected {{name, phone, password, group, household: {{address}} | migrant: true}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let phone = request.phone.trim().to_string();
     if !(5..=20).contains(&phone.len()) || !phone.bytes().all(|b| b.is_ascii_digit()) {
         return api_error(ErrorCode::BadRequest, "phone must be 5 to 20 digits");

@@ -191,17 +191,18 @@ impl Writer {
         let mut undo: HashMap<Id, Option<(Seq, Millis)>> = HashMap::new();
         let mut directory_touched = false;
         let mut deliveries: Vec<Delivery> = Vec::new();
-        let mut committed_changes: Vec<(Seq, DirectoryChange)> = Vec::new();
         let mut answers: Vec<(Reply, Result<Appended, LogError>)> = Vec::with_capacity(batch.len());
 
-        let outcome = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.transaction()?;
-            // Keys used earlier in this same batch (not yet visible to SQL).
-            let mut batch_keys: HashMap<(Id, String), (Id, Seq)> = HashMap::new();
-            for Command { append, reply } in batch {
-                let result = match append {
-                    Append::Group { group, author, client_key, body } => {
-                        let earlier = match &client_key {
+        let outcome =
+            (|| -> rusqlite::Result<()> {
+                let tx = self.conn.transaction()?;
+                // Keys used earlier in this same batch (not yet visible to SQL).
+                let mut batch_keys: HashMap<(Id, String), (Id, Seq)> = HashMap::new();
+                for Command { append, reply } in batch {
+                    let result =
+                        match append {
+                            Append::Group { group, author, client_key, body } => {
+                                let earlier = match &client_key {
                             Some(key) => match batch_keys.get(&(author.id, key.clone())) {
                                 Some(found) => Some(*found),
                                 None => tx
@@ -215,86 +216,82 @@ impl Writer {
                             },
                             None => None,
                         };
-                        if let Some((group, seq)) = earlier {
-                            Ok(Appended::Group { group, seq, duplicate: true })
-                        } else {
-                            let head = self.heads.get(&group).copied().unwrap_or((0, 0));
-                            undo.entry(group).or_insert(self.heads.get(&group).copied());
-                            let seq = head.0 + 1;
-                            let ts = now.max(head.1);
-                            let kind = body.kind();
-                            let channel = body.channel();
-                            let event = ServerFrame::Event(Event {
-                                group,
-                                seq,
-                                ts,
-                                author: author.clone(),
-                                channel,
-                                body,
-                            });
-                            let frame = serde_json::to_string(&event).expect("events always serialize");
-                            tx.prepare_cached(
-                                "INSERT INTO events (log, seq, ts, author, client_key, kind, frame)
+                                if let Some((group, seq)) = earlier {
+                                    Ok(Appended::Group { group, seq, duplicate: true })
+                                } else {
+                                    let head = self.heads.get(&group).copied().unwrap_or((0, 0));
+                                    undo.entry(group).or_insert(self.heads.get(&group).copied());
+                                    let seq = head.0 + 1;
+                                    let ts = now.max(head.1);
+                                    let kind = body.kind();
+                                    let channel = body.channel();
+                                    let frame = serde_json::to_string(&ServerFrame::Event(Event {
+                                        group,
+                                        seq,
+                                        ts,
+                                        author: author.clone(),
+                                        channel,
+                                        body,
+                                    }))
+                                    .expect("events always serialize");
+                                    tx.prepare_cached(
+                                        "INSERT INTO events (log, seq, ts, author, client_key, kind, frame)
                                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                            )?
-                            .execute(params![
-                                group as i64,
-                                seq as i64,
-                                ts,
-                                author.id as i64,
-                                client_key,
-                                kind,
-                                frame
-                            ])?;
-                            // Views derived from group events (hidden messages, audit).
-                            if let ServerFrame::Event(event) = &event {
-                                crate::moderation::apply_group_event(&tx, event)?;
+                                    )?
+                                    .execute(params![
+                                        group as i64,
+                                        seq as i64,
+                                        ts,
+                                        author.id as i64,
+                                        client_key,
+                                        kind,
+                                        frame
+                                    ])?;
+                                    self.heads.insert(group, (seq, ts));
+                                    if let Some(key) = client_key {
+                                        batch_keys.insert((author.id, key), (group, seq));
+                                    }
+                                    deliveries.push(Delivery { group, seq, frame: Utf8Bytes::from(frame) });
+                                    Ok(Appended::Group { group, seq, duplicate: false })
+                                }
                             }
-                            self.heads.insert(group, (seq, ts));
-                            if let Some(key) = client_key {
-                                batch_keys.insert((author.id, key), (group, seq));
-                            }
-                            deliveries.push(Delivery { group, seq, frame: Utf8Bytes::from(frame) });
-                            Ok(Appended::Group { group, seq, duplicate: false })
-                        }
-                    }
-                    Append::Directory(change) => {
-                        let mut dir = self.directory.write().unwrap();
-                        match dir.check(&change) {
-                            Err(refusal) => Err(LogError::Refused(refusal)),
-                            Ok(()) => {
-                                let head = self.heads.get(&DIRECTORY_LOG).copied().unwrap_or((0, 0));
-                                undo.entry(DIRECTORY_LOG).or_insert(self.heads.get(&DIRECTORY_LOG).copied());
-                                let seq = head.0 + 1;
-                                let ts = now.max(head.1);
-                                let frame = serde_json::to_string(&change).expect("changes serialize");
-                                tx.prepare_cached(
+                            Append::Directory(change) => {
+                                let mut dir = self.directory.write().unwrap();
+                                match dir.check(&change) {
+                                    Err(refusal) => Err(LogError::Refused(refusal)),
+                                    Ok(()) => {
+                                        let head = self.heads.get(&DIRECTORY_LOG).copied().unwrap_or((0, 0));
+                                        undo.entry(DIRECTORY_LOG)
+                                            .or_insert(self.heads.get(&DIRECTORY_LOG).copied());
+                                        let seq = head.0 + 1;
+                                        let ts = now.max(head.1);
+                                        let frame =
+                                            serde_json::to_string(&change).expect("changes serialize");
+                                        tx.prepare_cached(
                                     "INSERT INTO events (log, seq, ts, author, client_key, kind, frame)
                                      VALUES (0, ?1, ?2, 0, NULL, ?3, ?4)",
                                 )?
-                                .execute(params![
-                                    seq as i64,
-                                    ts,
-                                    change.kind(),
-                                    frame
-                                ])?;
-                                apply_to_views(&tx, seq, &change)?;
-                                // Applied to memory now so that later changes of
-                                // this batch see it; undone by a reload if the
-                                // commit fails.
-                                dir.apply(seq, &change);
-                                directory_touched = true;
-                                committed_changes.push((seq, change));
-                                self.heads.insert(DIRECTORY_LOG, (seq, ts));
-                                Ok(Appended::Directory { seq })
+                                .execute(params![seq as i64, ts, change.kind(), frame])?;
+                                        apply_to_views(&tx, seq, &change)?;
+                                        // Applied to memory now so that later changes of
+                                        // this batch see it; undone by a reload if the
+                                        // commit fails.
+                                        dir.apply(seq, &change);
+                                        directory_touched = true;
+                                        self.heads.insert(DIRECTORY_LOG, (seq, ts));
+                                        Ok(Appended::Directory { seq })
+                                    }
+                                }
                             }
-                        }
-                    }
-                };
-                answers.push((reply, result));
-            }
-            tx.commit()
-        })();
+                        };
+                    answers.push((reply, result));
+                }
+                // Views derived from group events (hidden messages, audit).
+                for delivery in &deliveries {
+                    crate::moderation::apply_group_frame(&tx, delivery.group, delivery.seq, &delivery.frame)?;
+                }
+                tx.commit()
+            })();
 
         match outcome {
             Ok(()) => {
@@ -307,9 +304,7 @@ impl Writer {
                     self.fanout.publish(delivery);
                 }
                 // Tell the connections of the accounts concerned.
-                for (seq, change) in &committed_changes {
-                    crate::presence::after_commit(&self.fanout.accounts, *seq, change);
-                }
+                crate::presence::after_commit(&self.fanout.accounts, &self.directory);
                 for (reply, result) in answers {
                     let _ = reply.send(result);
                 }

@@ -72,9 +72,26 @@ pub struct People {
     pub household_by_address: HashMap<(Id, String), Id>,
     /// account → its application (kept after approval or rejection).
     pub applications: HashMap<Id, ApplicationRecord>,
+    /// Changes applied since the last `presence::after_commit`, which
+    /// drains it after every commit. Bounded: an applier that never drains
+    /// loses the oldest notices, never memory.
+    pub applied: Vec<(Seq, DirectoryChange)>,
 }
 
+/// Most changes kept for `presence::after_commit` between two drains.
+const MAX_APPLIED: usize = 4096;
+
 impl People {
+    /// Queues a change that concerns connected people (see `presence.rs`).
+    pub fn note_applied(&mut self, seq: Seq, change: &DirectoryChange) {
+        if crate::presence::concerns_a_connection(change) {
+            if self.applied.len() >= MAX_APPLIED {
+                self.applied.remove(0);
+            }
+            self.applied.push((seq, change.clone()));
+        }
+    }
+
     pub fn state(&self, account: Id) -> AccountState {
         self.states.get(&account).cloned().unwrap_or_default()
     }

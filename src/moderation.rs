@@ -10,10 +10,26 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use protocol::{AuditAction, Event, EventBody, HiddenBody, ServerFrame};
+use protocol::{AuditAction, Event, EventBody, HiddenBody, Id, Seq, ServerFrame};
 
-/// Derives the views of one committed group event (inside the writer's
-/// transaction). Events other than `hide` change no view.
+/// Derives the views of one group event from its encoded frame (inside the
+/// writer's transaction, before the commit). Only `hide` events change a
+/// view; any other frame is passed over after one substring test — the
+/// tag cannot occur inside a JSON string, where quotes are escaped.
+pub fn apply_group_frame(conn: &Connection, group: Id, seq: Seq, frame: &str) -> rusqlite::Result<()> {
+    if !frame.contains(r#""kind":"hide""#) {
+        return Ok(());
+    }
+    match serde_json::from_str::<ServerFrame>(frame) {
+        Ok(ServerFrame::Event(event)) if event.group == group && event.seq == seq => {
+            apply_group_event(conn, &event)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Derives the views of one committed group event. Events other than
+/// `hide` change no view.
 pub fn apply_group_event(conn: &Connection, event: &Event) -> rusqlite::Result<()> {
     let EventBody::Hide(hide) = &event.body else { return Ok(()) };
     let stored: Option<String> = conn

@@ -8,13 +8,13 @@
 //! This module must not touch sockets or the store.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
 use protocol::{Id, MembershipNotice, MembershipStatus, Millis, Role, Seq};
 
-use crate::directory::DirectoryChange;
+use crate::directory::{Directory, DirectoryChange};
 
 /// Notices waiting per connection. They are rare (a few per account per
 /// day), so a small queue; overflow policy: the notice is dropped and
@@ -77,9 +77,44 @@ impl Accounts {
     }
 }
 
-/// Called by the log writer for every committed directory change, in seq
-/// order, after the commit.
-pub fn after_commit(accounts: &Accounts, _seq: Seq, change: &DirectoryChange) {
+/// Called by the log writer after each commit (and by any other applier of
+/// the directory log after it applies changes): tells the connections of
+/// every account concerned by the changes applied since the last call.
+/// `Directory::apply` queues them (`People::applied`); this drains it.
+pub fn after_commit(accounts: &Accounts, directory: &RwLock<Directory>) {
+    let applied = {
+        let mut dir = directory.write().unwrap();
+        if dir.people.applied.is_empty() {
+            return;
+        }
+        std::mem::take(&mut dir.people.applied)
+    };
+    for (seq, change) in &applied {
+        notify_change(accounts, *seq, change);
+    }
+}
+
+/// Whether a change concerns a connected person (so `Directory::apply`
+/// queues it for `after_commit`).
+pub fn concerns_a_connection(change: &DirectoryChange) -> bool {
+    use DirectoryChange as C;
+    matches!(
+        change,
+        C::JoinApproved { .. }
+            | C::JoinRejected { .. }
+            | C::RoleChanged { .. }
+            | C::OwnershipTransferred { .. }
+            | C::MemberMuted { .. }
+            | C::MemberRemoved { .. }
+            | C::RoleSet { .. }
+            | C::OfficeGranted { .. }
+            | C::AccountDisabled { .. }
+            | C::PasswordSet { .. }
+            | C::TokensRevoked { .. }
+    )
+}
+
+fn notify_change(accounts: &Accounts, _seq: Seq, change: &DirectoryChange) {
     use DirectoryChange as C;
     let notice = |group, status, role, until, reason: Option<&String>| {
         Notice::Membership(MembershipNotice { group, status, role, until, reason: reason.cloned() })

@@ -197,7 +197,10 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Worker => villagehub_bench::worker::process_main(),
         Cmd::Smoke { server_bin } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             match rt.block_on(villagehub_bench::smoke(&PathBuf::from(&server_bin))) {
                 Ok(r) => {
                     println!("{}", serde_json::to_string(&r)?);
@@ -219,7 +222,10 @@ fn main() -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(" ")
             });
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             let mut out = rt.block_on(coord::execute(&cfg, &env))?;
             if let Some(note) = &args.note {
                 out.notes.push(note.clone());

@@ -18,7 +18,10 @@ pub struct Sample {
 impl Sample {
     /// CPU spent between `self` and a later sample, as (user µs, system µs).
     pub fn cpu_since(&self, earlier: &Sample) -> (u64, u64) {
-        (self.user_us.saturating_sub(earlier.user_us), self.sys_us.saturating_sub(earlier.sys_us))
+        (
+            self.user_us.saturating_sub(earlier.user_us),
+            self.sys_us.saturating_sub(earlier.sys_us),
+        )
     }
 }
 
@@ -34,7 +37,11 @@ pub fn sample(pid: &str) -> Result<Sample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let rss_kib = parse_rss(&status).unwrap_or(0);
-    Ok(Sample { user_us, sys_us, rss_kib })
+    Ok(Sample {
+        user_us,
+        sys_us,
+        rss_kib,
+    })
 }
 
 /// (utime, stime) in µs from the text of `/proc/PID/stat`. The command name
@@ -56,7 +63,9 @@ fn parse_rss(status: &str) -> Option<u64> {
 
 /// The machine, for the results table: cores, CPU model, memory.
 pub fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -85,8 +94,7 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
-        let stat =
-            "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 1000 200";
+        let stat = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 1000 200";
         assert_eq!(parse_stat(stat), Some((2_500_000, 750_000)));
     }
 

@@ -9,7 +9,9 @@ use std::process::Command;
 
 /// `git rev-parse --short HEAD`, `+dirty` when the tree has changes.
 pub fn git_commit() -> String {
-    let out = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output();
+    let out = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output();
     let Ok(out) = out else {
         return "unknown".into();
     };
@@ -78,7 +80,12 @@ fn ms(us: u64) -> String {
 /// The Markdown section for one run.
 pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
     let mut s = String::new();
-    s.push_str(&format!("\n### {} — {} — commit {}\n\n", cfg.scenario.as_str(), utc_now(), git_commit()));
+    s.push_str(&format!(
+        "\n### {} — {} — commit {}\n\n",
+        cfg.scenario.as_str(),
+        utc_now(),
+        git_commit()
+    ));
     s.push_str(&format!("```\n{command}\n```\n\n"));
     s.push_str(&format!("Machine: {}.", crate::procfs::machine()));
     if let Some(seed) = out.seed_s {
@@ -117,7 +124,9 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
         s.push_str(&extra_lines(r));
     }
     if let Some(ratio) = ratio(out) {
-        s.push_str(&format!("\nServer CPU per delivery, ours ÷ peer: **{ratio:.2}** (target ≤ 0.8).\n"));
+        s.push_str(&format!(
+            "\nServer CPU per delivery, ours ÷ peer: **{ratio:.2}** (target ≤ 0.8).\n"
+        ));
     }
     for n in &out.notes {
         s.push_str(&format!("\nNote: {n}\n"));
@@ -174,13 +183,20 @@ fn extra_lines(r: &TargetResult) -> String {
     }
     let problems = r.problems();
     if !problems.is_empty() {
-        s.push_str(&format!("\n{} problems: {}.\n", r.target, problems.join("; ")));
+        s.push_str(&format!(
+            "\n{} problems: {}.\n",
+            r.target,
+            problems.join("; ")
+        ));
     }
     s
 }
 
 pub fn append(path: &Path, text: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }
