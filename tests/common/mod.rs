@@ -118,6 +118,23 @@ impl Server {
         self.login(phone, DEMO_PASSWORD).await.unwrap().token
     }
 
+    /// `POST /api/register`; returns the HTTP status and body.
+    pub async fn register(&self, request: &Value) -> (u16, String) {
+        http(self.addr, "POST", "/api/register", Some(&request.to_string())).await
+    }
+
+    /// Registers a resident (`household` given) or a migrant (`None`) and
+    /// checks the uniform 202 answer.
+    pub async fn apply(&self, name: &str, phone: &str, group: u64, household: Option<&str>) {
+        let mut request = json!({"name": name, "phone": phone, "password": DEMO_PASSWORD, "group": group});
+        match household {
+            Some(address) => request["household"] = json!({"address": address}),
+            None => request["migrant"] = json!(true),
+        }
+        let (status, body) = self.register(&request).await;
+        assert_eq!(status, 202, "register failed: {body}");
+    }
+
     /// An unauthenticated connection.
     pub async fn connect(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.unwrap();
@@ -381,6 +398,26 @@ impl Client {
             }
         }
     }
+}
+
+/// The account id of a pending applicant, as a cadre of the group sees it.
+pub async fn applicant_id(cadre: &mut Client, group: u64, phone: &str) -> u64 {
+    match cadre.request(json!({"op": "applications", "group": group})).await {
+        ServerFrame::Applications { applications, .. } => {
+            applications
+                .iter()
+                .find(|a| a.phone == phone)
+                .unwrap_or_else(|| panic!("no pending application from {phone}: {applications:?}"))
+                .account
+        }
+        other => panic!("applications failed: {other:?}"),
+    }
+}
+
+/// Phones of the demo's officials: 13800009001 town officer of 月浦镇,
+/// …002 town officer of 罗店镇, …003 district officer, …004 admin.
+pub fn official_phone(i: usize) -> String {
+    format!("138000090{i:02}")
 }
 
 pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
