@@ -94,7 +94,12 @@ pub async fn create(hub: &Hub) -> Result<String, OpError> {
             }
         }
     }
-    let extras_missing = hub.directory.read().unwrap().account_by_phone(&official_phone(0)).is_none();
+    // Only on the demo's own data (not on a directory imported by admin).
+    let extras_missing = {
+        let dir = hub.directory.read().unwrap();
+        dir.account_by_phone(&official_phone(0)).is_none()
+            && dir.account_by_phone(&demo_phone(0, 0)).is_some()
+    };
     if extras_missing {
         create_extras(hub).await?;
     }
