@@ -36,12 +36,15 @@ pub enum Notice {
     Revoked { at: Millis },
 }
 
+/// account → (connection id, notice sender) of each of its connections.
+type Conns = HashMap<Id, Vec<(u64, mpsc::Sender<Notice>)>>;
+
 /// account → its connections on this node.
 #[derive(Debug, Default)]
 pub struct Accounts {
     /// A std mutex: held to push, remove or copy a few senders, never
     /// across an await.
-    conns: Mutex<HashMap<Id, Vec<(u64, mpsc::Sender<Notice>)>>>,
+    conns: Mutex<Conns>,
 }
 
 impl Accounts {

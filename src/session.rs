@@ -558,6 +558,9 @@ impl Session {
 
 /// A reply ready to write: a typed frame, or JSON built by hand (history
 /// splices stored frames without parsing them).
+// A reply lives for one op and is written at once: boxing the frame would
+// cost an allocation per op to save stack bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 enum Reply {
     Frame(ServerFrame),
     Raw(String),
