@@ -86,7 +86,7 @@ async fn login(
     let found = {
         let dir = hub.directory.read().unwrap();
         dir.account_by_phone(&phone)
-            .map(|a| (a.id, a.name.clone(), a.password_hash.clone(), dir.people.state(a.id)))
+            .map(|a| (a.id, a.name.clone(), a.password_hash.clone(), dir.people.state(a.id).clone()))
     };
     let Ok(_permit) = hub.password_permits.acquire().await else {
         return api_error(ErrorCode::Unavailable, "server is shutting down");

@@ -167,7 +167,7 @@ impl Hub {
                 record
             }
         };
-        let state = dir.people.state(record.id);
+        let state = dir.people.state(record.id).clone();
         if state.status == AccountStatus::Disabled {
             return Err(OpError::new(ErrorCode::Unauthorized, "the account is disabled"));
         }

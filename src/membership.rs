@@ -92,8 +92,15 @@ impl People {
         }
     }
 
-    pub fn state(&self, account: Id) -> AccountState {
-        self.states.get(&account).cloned().unwrap_or_default()
+    /// The account's standing (the default — active, no office — for most).
+    pub fn state(&self, account: Id) -> &AccountState {
+        static DEFAULT: AccountState = AccountState {
+            status: AccountStatus::Active,
+            party: false,
+            tokens_valid_after: 0,
+            offices: Vec::new(),
+        };
+        self.states.get(&account).unwrap_or(&DEFAULT)
     }
 
     fn state_mut(&mut self, account: Id) -> &mut AccountState {
@@ -885,3 +892,96 @@ CREATE TABLE IF NOT EXISTS redactions (
     PRIMARY KEY (log, seq)
 ) WITHOUT ROWID;
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use protocol::GroupKind;
+
+    /// The views in SQLite, loaded back, equal the directory in memory after
+    /// the same changes: a node rebuilt from its store (or from the log)
+    /// decides exactly as the node that applied the changes live.
+    #[test]
+    fn views_and_memory_agree() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = Store::open(temp.path()).unwrap();
+        let mut conn = store.open_writer(crate::config::SyncMode::Normal).unwrap();
+        let mut dir = Directory::default();
+        use DirectoryChange as C;
+        let account = |phone: &str, name: &str| C::AccountCreated {
+            phone: phone.into(),
+            name: name.into(),
+            password_hash: "h".into(),
+        };
+        let registered = |phone: &str, household: Option<&str>| C::Registered {
+            phone: phone.into(),
+            name: "申请人".into(),
+            password_hash: "h".into(),
+            group: 3,
+            household: household.map(String::from),
+            migrant: household.is_none(),
+            at: 1000,
+        };
+        let changes = vec![
+            C::DistrictCreated { name: "宝山区".into() },          // 1
+            C::TownCreated { district: 1, name: "月浦镇".into() }, // 2
+            C::GroupCreated { town: 2, name: "聚源桥村".into(), kind: GroupKind::Village }, // 3
+            account("1", "书记"),                                  // 4
+            C::RoleSet { account: 4, group: 3, role: Role::Secretary }, // 5
+            account("2", "委员"),                                  // 6
+            C::RoleSet { account: 6, group: 3, role: Role::Cadre }, // 7
+            registered("3", Some("1组1号")),                       // 8
+            registered("4", Some(" 1组1号")),                      // 9
+            registered("5", None),                                 // 10
+            registered("6", Some("2组2号")),                       // 11
+            C::JoinApproved { account: 8, group: 3, by: 6, at: 2000 }, // 12
+            C::JoinApproved { account: 9, group: 3, by: 4, at: 2001 }, // 13
+            C::JoinApproved { account: 10, group: 3, by: 6, at: 2002 }, // 14
+            C::JoinRejected { account: 11, group: 3, by: 6, at: 2003, reason: "查无此人".into() }, // 15
+            C::RoleChanged { account: 9, group: 3, role: Role::Volunteer, by: 4, at: 2004, reason: None }, // 16
+            C::MemberMuted { account: 10, group: 3, until: 9999, by: 6, at: 2005, reason: "刷屏".into() }, // 17
+            C::OwnershipTransferred { group: 3, to: 6, by: 4, at: 2006, reason: Some("换届".into()) }, // 18
+            C::MemberRemoved { account: 10, group: 3, by: 6, at: 2007, reason: "迁出".into() },        // 19
+            C::HouseholdCreated { group: 3, address: "3组3号".into() },                                // 20
+            C::HouseholdJoined { account: 4, household: 20, head: true },                              // 21
+            account("7", "镇干部"),                                                                    // 22
+            C::OfficeGranted { account: 22, office: Office::Town(2) },                                 // 23
+            C::PartySet { account: 4, party: true },                                                   // 24
+            C::TokensRevoked { account: 8, at: 3000 },                                                 // 25
+            C::PasswordSet { account: 9, password_hash: "h2".into(), at: 3001 },                       // 26
+            C::AccountDisabled { account: 6, at: 3002 },                                               // 27
+        ];
+        let tx = conn.transaction().unwrap();
+        for (i, change) in changes.iter().enumerate() {
+            let seq = i as u64 + 1;
+            dir.check(change).unwrap_or_else(|e| panic!("change {seq} refused: {e}"));
+            crate::directory::apply_to_views(&tx, seq, change).unwrap();
+            dir.apply(seq, change);
+        }
+        tx.commit().unwrap();
+        let loaded = store.load_directory().unwrap();
+        for account in 1..=27 {
+            assert_eq!(loaded.people.state(account), dir.people.state(account), "state of {account}");
+            assert_eq!(loaded.memberships(account), dir.memberships(account), "memberships of {account}");
+            assert_eq!(loaded.people.member(account, 3), dir.people.member(account, 3), "member {account}");
+            assert_eq!(
+                loaded.people.applications.get(&account),
+                dir.people.applications.get(&account),
+                "application of {account}"
+            );
+        }
+        assert_eq!(loaded.people.households, dir.people.households);
+        assert_eq!(loaded.people.household_by_address, dir.people.household_by_address);
+        // And what they mean: residents of one address share the household
+        // created by the first approval; the transfer left one secretary.
+        assert_eq!(dir.people.member(9, 3).household, Some(12));
+        assert_eq!(dir.people.households[&12].head, Some(8));
+        assert_eq!(dir.secretary_of(3), Some(6));
+        assert_eq!(dir.role(4, 3), Some(Role::Cadre));
+        assert_eq!(dir.role(10, 3), None);
+        assert_eq!(dir.people.state(11).status, AccountStatus::Rejected);
+        assert!(dir.sight(22, 3).is_some_and(|s| s.officer == Some(Role::TownOfficer)));
+        assert!(dir.sight(6, 3).is_none(), "a disabled account sees nothing");
+    }
+}
