@@ -32,13 +32,23 @@ const app = {
   inflight: new Set(),
   /** client_key → {item, seq}: acknowledged, but the event push not seen yet. */
   acked: new Map(),
+  /**
+   * client_keys of queued messages whose event has (very likely) arrived
+   * already — a resume replays a message whose `sent` reply was lost — but
+   * whose own `sent` reply has not: hidden meanwhile so that the message is
+   * not on screen twice. Cleared by that reply (or a failure).
+   */
+  superseded: new Set(),
   flushing: false,
   /** {group, seq} the composer answers, or null. */
   replyTo: null,
   /** group id → unsent composer text. */
   drafts: new Map(),
   autoOpened: false,
+  /** i18n key of the login screen's error, so a language switch translates it. */
   loginError: null,
+  /** The phone typed on the login screen, kept across re-renders. */
+  loginPhone: '',
   loadingOlder: new Set(),
   quoteFetches: new Set(),
 };
@@ -205,12 +215,14 @@ function render() {
 // ---------------------------------------------------------------------------
 
 function renderLogin() {
-  const err = h('p', { class: 'form-error', id: 'login-error', role: 'alert' }, app.loginError || '');
+  const err = h('p', { class: 'form-error', id: 'login-error', role: 'alert' }, app.loginError ? t(app.loginError) : '');
   err.hidden = !app.loginError;
   const phone = h('input', {
     id: 'phone', name: 'phone', type: 'tel', inputmode: 'numeric', autocomplete: 'username',
     placeholder: t('login.phone.placeholder'), maxlength: '20', required: true,
   });
+  phone.value = app.loginPhone;
+  phone.addEventListener('input', () => { app.loginPhone = phone.value; });
   const password = h('input', {
     id: 'password', name: 'password', type: 'password', autocomplete: 'current-password',
     placeholder: t('login.password.placeholder'), required: true,
@@ -233,14 +245,14 @@ function renderLogin() {
 async function login(phoneEl, passwordEl, submit, errEl) {
   const phone = phoneEl.value.replace(/[\s-]/g, '');
   const password = passwordEl.value;
-  const fail = (msg) => {
-    app.loginError = msg;
-    errEl.textContent = msg;
+  const fail = (key) => {
+    app.loginError = key;
+    errEl.textContent = t(key);
     errEl.hidden = false;
     submit.disabled = false;
     submit.textContent = t('login.submit');
   };
-  if (!phone || !password) return fail(t('login.missing'));
+  if (!phone || !password) return fail('login.missing');
   submit.disabled = true;
   submit.textContent = t('login.busy');
   let res;
@@ -251,20 +263,20 @@ async function login(phoneEl, passwordEl, submit, errEl) {
       body: JSON.stringify({ phone, password }),
     });
   } catch {
-    return fail(t('login.network'));
+    return fail('login.network');
   }
   if (!res.ok) {
-    if (res.status === 401 || res.status === 400 || res.status === 404) return fail(t('login.failed'));
-    if (res.status === 429) return fail(t('login.rate_limited'));
-    return fail(t('login.server'));
+    if (res.status === 401 || res.status === 400 || res.status === 404) return fail('login.failed');
+    if (res.status === 429) return fail('login.rate_limited');
+    return fail('login.server');
   }
   let body;
   try {
     body = await res.json();
   } catch {
-    return fail(t('login.server'));
+    return fail('login.server');
   }
-  if (!body || !body.token || !body.account) return fail(t('login.server'));
+  if (!body || !body.token || !body.account) return fail('login.server');
   app.loginError = null;
   app.session = { token: body.token, expires_at: body.expires_at, account: body.account };
   saveSession(app.session);
@@ -272,7 +284,7 @@ async function login(phoneEl, passwordEl, submit, errEl) {
   go('#/groups');
 }
 
-function logout(message) {
+function logout(messageKey) {
   if (app.hub) app.hub.stop();
   app.hub = null;
   app.session = null;
@@ -281,10 +293,11 @@ function logout(message) {
   app.welcomed = false;
   app.inflight.clear();
   app.acked.clear();
+  app.superseded.clear();
   app.replyTo = null;
   app.drafts.clear();
   app.autoOpened = false;
-  app.loginError = message || null;
+  app.loginError = messageKey || null;
   clearSession();
   go('#/login');
 }
@@ -308,7 +321,7 @@ function startHub() {
   });
   hub.addEventListener('welcome', (e) => { if (app.hub === hub) onWelcome(e.detail); });
   hub.addEventListener('event', (e) => { if (app.hub === hub) onEvent(e.detail); });
-  hub.addEventListener('unauthorized', () => { if (app.hub === hub) logout(t('login.expired')); });
+  hub.addEventListener('unauthorized', () => { if (app.hub === hub) logout('login.expired'); });
   hub.addEventListener('notice', (e) => {
     const { code, message } = e.detail;
     toast(code && code.startsWith('close.') ? t(`error.${code}`) : errorText({ code, message }));
@@ -355,13 +368,22 @@ async function subscribe(log) {
     reply = await app.hub.request(op);
   } catch (err) {
     if (err.code === 'disconnected') return;
-    if (err.code === 'unauthorized') return logout(t('login.expired'));
+    if (err.code === 'unauthorized') return logout('login.expired');
     if (err.code === 'rate_limited' || err.code === 'unavailable' || err.code === 'internal') {
       await sleep(1000 + Math.random() * 1000);
       if (app.hub && app.hub.connected && app.groups.get(log.id) === log) subscribe(log);
       return;
     }
     toast(errorText(err));
+    return;
+  }
+  if (log.lastSeq !== null && reply.head < log.lastSeq) {
+    // The server's log is shorter than what we hold (restored from an older
+    // backup): our seqs no longer name the same events. Start afresh rather
+    // than take new events for ones we already have.
+    log.reset();
+    if (isOpen(log.id)) render();
+    subscribe(log);
     return;
   }
   log.setHead(reply.head);
@@ -374,22 +396,47 @@ function onEvent(ev) {
   const log = app.groups.get(ev.group);
   if (!log) return;
   if (!log.add(ev)) return; // (group, seq) already shown: a resume or history overlap
+  if (isOpen(log.id)) {
+    insertMessage(log, ev, { live: true });
+  } else {
+    replacePending(ev);
+    if (ev.channel === 'chat') {
+      log.unread += 1;
+      const badge = document.querySelector(`.group-card[data-group="${log.id}"] .unread`);
+      if (badge) {
+        badge.textContent = t('groups.unread', { n: log.unread });
+        badge.hidden = false;
+      }
+    }
+  }
+  checkGap(log);
+}
+
+/**
+ * An event is on screen: the greyed copy of the same message goes. Either
+ * its `sent` said this seq (acked), or — a resume replaying a message whose
+ * reply was lost — it is my queued message with the same text, hidden until
+ * its own (duplicate) `sent` reply confirms and removes it.
+ */
+function replacePending(ev) {
   for (const [key, a] of app.acked) {
     if (a.item.group === ev.group && a.seq === ev.seq) {
       app.acked.delete(key);
       removePendingEl(key);
+      return;
     }
   }
-  if (isOpen(log.id)) insertMessage(log, ev, { live: true });
-  else if (ev.channel === 'chat') {
-    log.unread += 1;
-    const badge = document.querySelector(`.group-card[data-group="${log.id}"] .unread`);
-    if (badge) {
-      badge.textContent = t('groups.unread', { n: log.unread });
-      badge.hidden = false;
-    }
-  }
-  checkGap(log);
+  if (app.session && ev.author.id === app.session.account.id && app.outbox) supersede(ev);
+}
+
+function supersede(ev) {
+  const body = ev.body || {};
+  const item = app.outbox.items.find((i) => i.group === ev.group && !i.failed
+    && !app.superseded.has(i.client_key) && i.text === body.text
+    && (i.reply_to ?? null) === (body.reply_to ?? null));
+  if (!item) return;
+  app.superseded.add(item.client_key);
+  refreshPending(item);
 }
 
 /** Events are gap-free by protocol; should one ever be missing, fetch it. */
@@ -431,7 +478,10 @@ async function loadOlder(log) {
   try {
     const r = await app.hub.request({ op: 'history', group: log.id, before, limit: PAGE });
     for (const ev of r.events || []) {
-      if (log.add(ev) && isOpen(log.id)) insertMessage(log, ev, { live: false });
+      if (log.add(ev)) {
+        if (isOpen(log.id)) insertMessage(log, ev, { live: false });
+        replacePending(ev);
+      }
     }
     log.more = !!r.more && (r.events || []).length > 0;
     log.historyLoaded = true;
@@ -498,7 +548,7 @@ async function flush() {
         refreshPending(item);
         if (err.code === 'disconnected') break;
         if (err.code === 'unauthorized') {
-          logout(t('login.expired'));
+          logout('login.expired');
           break;
         }
         if (RETRYABLE.has(err.code)) {
@@ -506,6 +556,7 @@ async function flush() {
           await sleep(err.code === 'rate_limited' ? 1000 : 2000 + Math.random() * 2000);
           continue;
         }
+        app.superseded.delete(key);
         app.outbox.markFailed(key, err.code);
         refreshPending(item);
         toast(errorText(err));
@@ -519,8 +570,15 @@ async function flush() {
 }
 
 function onSent(item, seq) {
+  app.superseded.delete(item.client_key);
   app.outbox.remove(item.client_key);
   const log = app.groups.get(item.group);
+  if (liveQueue.some(([, ev]) => ev.group === item.group && ev.seq === seq)) {
+    // Its event is about to be drawn: the copy goes in that same frame.
+    app.acked.set(item.client_key, { item, seq });
+    refreshPending(item);
+    return;
+  }
   if (!log || log.events.has(seq) || (log.lastSeq !== null && seq <= log.lastSeq)) {
     // Already shown (the push came first), or older than what is loaded.
     removePendingEl(item.client_key);
@@ -839,11 +897,48 @@ function messageEl(log, ev) {
   return li;
 }
 
-/** Inserts in seq order (history pages arrive above, live events below). */
+/**
+ * Live events are put on screen in batches, one layout per batch: a resume
+ * after a long absence can bring hundreds at once.
+ */
+const liveQueue = [];
+let liveTimer = null;
+
 function insertMessage(log, ev, { live }) {
+  if (!live) {
+    placeMessage(log, ev);
+    updateEmpty(log);
+    return;
+  }
+  liveQueue.push([log, ev]);
+  if (!liveTimer) liveTimer = setTimeout(flushLive, 16);
+}
+
+function flushLive() {
+  liveTimer = null;
+  const batch = liveQueue.splice(0);
   const list = $('#msglist');
-  if (!list) return;
-  const stick = nearBottom();
+  const stick = list ? nearBottom() : false;
+  let mine = false;
+  let shown = null;
+  for (const [log, ev] of batch) {
+    if (isOpen(log.id) && placeMessage(log, ev)) shown = log;
+    // In the same frame as the message appears, never before or after it.
+    replacePending(ev);
+    if (app.session && ev.author.id === app.session.account.id) mine = true;
+  }
+  if (!shown) return;
+  updateEmpty(shown);
+  if (stick || mine) scrollToBottom(true);
+  else $('#new-below').hidden = false;
+}
+
+/** Inserts in seq order (history pages arrive above, live events below). */
+function placeMessage(log, ev) {
+  const list = $('#msglist');
+  if (!list) return false;
+  // Never twice on screen, whatever path brought the event here again.
+  if (list.querySelector(`.msg[data-seq="${ev.seq}"]`)) return false;
   const el = messageEl(log, ev);
   let after = null;
   for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
@@ -857,12 +952,7 @@ function insertMessage(log, ev, { live }) {
   // Quotes waiting for this message can now show it.
   for (const q of list.querySelectorAll(`.quote-missing[data-quote="${ev.seq}"]`)) q.replaceWith(quoteEl(log, ev.seq));
   if (ev.body && ev.body.reply_to != null) ensureQuote(log, ev.body.reply_to);
-  updateEmpty(log);
-  if (live) {
-    const mine = app.session && ev.author.id === app.session.account.id;
-    if (stick || mine) scrollToBottom(true);
-    else $('#new-below').hidden = false;
-  }
+  return true;
 }
 
 function pendingEl(log, item) {
@@ -892,6 +982,7 @@ function refreshPendingLabel(li, item) {
   const label = li.querySelector('.pending-label');
   if (!label) return;
   li.classList.remove('failed', 'sending', 'acked');
+  li.hidden = app.superseded.has(key);
   if (app.acked.has(key)) {
     li.classList.add('acked');
     label.textContent = t('chat.sending');
@@ -955,7 +1046,7 @@ function boot() {
   const s = loadSession();
   if (s && s.expired) {
     clearSession();
-    app.loginError = t('login.expired');
+    app.loginError = 'login.expired';
   } else if (s) {
     app.session = s;
     startHub();

@@ -59,7 +59,13 @@ export class Hub extends EventTarget {
     this.stopped = false;
     this.welcome = null;
     this.onOnline = () => this.reconnectNow();
-    this.onOffline = () => { if (this.state !== 'connected') this.setState('offline'); };
+    // The device lost its network: whatever the socket claims, it cannot carry
+    // anything now. Drop it so that the state says so and sends queue up.
+    this.onOffline = () => {
+      if (this.stopped) return;
+      if (this.ws) this.drop(this.ws);
+      this.setState('offline');
+    };
     window.addEventListener('online', this.onOnline);
     window.addEventListener('offline', this.onOffline);
   }
@@ -125,7 +131,10 @@ export class Hub extends EventTarget {
             this.stop();
             this.dispatchEvent(new CustomEvent('unauthorized'));
           }
-          // Anything else (conflict, disconnected): the close handler retries.
+          else if (err.code !== 'disconnected' && ws === this.ws) {
+            // unavailable, internal, rate_limited: try again later, with backoff.
+            this.drop(ws);
+          }
         },
       });
       ws.send(JSON.stringify({ op: 'hello', id, token: this.token, client: this.clientName }));

@@ -63,6 +63,19 @@ export class GroupLog {
     this.unread = 0;
     /** seq → event for quoted messages older than what is loaded. */
     this.quotes = new Map();
+    /** Highest seq held (above lastSeq only if something is missing). */
+    this.maxSeq = 0;
+  }
+
+  /** Forgets every event (the server's log no longer matches ours). */
+  reset() {
+    this.events.clear();
+    this.quotes.clear();
+    this.lastSeq = null;
+    this.oldest = null;
+    this.more = true;
+    this.historyLoaded = false;
+    this.maxSeq = 0;
   }
 
   /** Adds an event; returns false if this seq is already known. */
@@ -71,6 +84,7 @@ export class GroupLog {
     this.events.set(ev.seq, ev);
     this.quotes.delete(ev.seq);
     if (this.oldest === null || ev.seq < this.oldest) this.oldest = ev.seq;
+    if (ev.seq > this.maxSeq) this.maxSeq = ev.seq;
     this.advance();
     return true;
   }
@@ -91,9 +105,7 @@ export class GroupLog {
   /** A seq above lastSeq + 1 is known: the events between are missing. */
   gap() {
     if (this.lastSeq === null) return null;
-    let max = this.lastSeq;
-    for (const s of this.events.keys()) if (s > max) max = s;
-    return max > this.lastSeq + 1 ? { from: this.lastSeq + 1, to: max - 1 } : null;
+    return this.maxSeq > this.lastSeq + 1 ? { from: this.lastSeq + 1, to: this.maxSeq - 1 } : null;
   }
 
   sorted() {

@@ -71,10 +71,43 @@ pub struct ServeArgs {
     /// reserve for the store and logs).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Most WebSocket connections one account may hold at once (0: no
+    /// limit).
+    #[arg(long)]
+    pub max_connections_per_account: Option<usize>,
+    /// Most WebSocket connections from one source address (0: no limit).
+    /// Behind a load balancer every client shares its address: limit per
+    /// client address at the load balancer instead, and set 0 here.
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Origins (scheme://host[:port]) whose pages may open WebSockets here,
+    /// besides the server's own origin; repeat the flag or separate with
+    /// commas. Clients that send no Origin (not browsers) are let in.
+    #[arg(long = "allowed-origin", env = "VILLAGEHUB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// SQLite synchronous mode: `full` (fsync every commit: an acked send
     /// survives power loss) or `normal` (survives a process crash only).
     #[arg(long)]
     pub sync: Option<SyncMode>,
+    /// Key that signs login tokens (≥ 32 characters). Every node of a
+    /// cluster needs the same one; without it an embedded node generates
+    /// one in the data directory. Prefer the environment to the command line.
+    #[arg(long, env = "VILLAGEHUB_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<String>,
+    /// Cluster mode: the Redis every node of the cluster shares, e.g.
+    /// `redis://127.0.0.1:6379/`. Without it the node runs embedded.
+    #[arg(long, env = "VILLAGEHUB_REDIS")]
+    pub redis: Option<String>,
+    /// Events kept per log in Redis (approximately); a node that falls
+    /// further behind must be restored from a backup.
+    #[arg(long)]
+    pub redis_stream_max: Option<u64>,
+    /// Events kept in the directory log's stream in Redis.
+    #[arg(long)]
+    pub redis_directory_stream_max: Option<u64>,
+    /// Seconds Redis remembers a client key for idempotent retries.
+    #[arg(long)]
+    pub redis_key_ttl: Option<u64>,
     /// HS256 key (the shared secret) of the external real-name system whose
     /// JWTs are accepted at `hello` besides our own tokens.
     #[arg(long, env = "VILLAGEHUB_EXTERNAL_JWT_HS256_KEY")]
@@ -120,7 +153,15 @@ struct FileConfig {
     slow_timeout: Option<u64>,
     token_ttl: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_account: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
     sync: Option<SyncMode>,
+    redis: Option<String>,
+    redis_stream_max: Option<u64>,
+    redis_directory_stream_max: Option<u64>,
+    redis_key_ttl: Option<u64>,
     /// Token signing key (at least 32 characters). Without it a random key
     /// is generated once and kept in the data directory.
     token_key: Option<String>,
@@ -143,7 +184,11 @@ pub struct Config {
     pub token_ttl: Duration,
     pub token_key: Option<String>,
     pub max_connections: usize,
+    pub max_connections_per_account: usize,
+    pub max_connections_per_ip: usize,
+    pub allowed_origins: Vec<String>,
     pub sync: SyncMode,
+    pub redis: Option<crate::cluster::RedisConfig>,
     /// External tokens and login limits.
     pub auth: AuthConfig,
 }
@@ -254,9 +299,15 @@ impl ServeArgs {
         anyhow::ensure!(limits.ops_per_sec >= 1 && limits.burst >= 1, "rate limits must be ≥ 1");
         anyhow::ensure!(limits.outbox >= 16, "outbox must be at least 16");
         anyhow::ensure!(limits.backfill_page >= 1 && limits.history_limit >= 1, "pages must be ≥ 1");
-        if let Some(key) = &file.token_key {
+        let token_key = self.token_key.or(file.token_key);
+        if let Some(key) = &token_key {
             anyhow::ensure!(key.len() >= 32, "token_key must be at least 32 characters");
         }
+        let redis = self.redis.or(file.redis);
+        anyhow::ensure!(
+            redis.is_none() || token_key.is_some(),
+            "cluster mode (--redis) needs token_key (config file or VILLAGEHUB_TOKEN_KEY), the same on every node"
+        );
         let auth_defaults = AuthConfig::default();
         let rs256_pem = match &self.external_jwt_rs256_public_key {
             Some(path) => Some(
@@ -296,12 +347,37 @@ impl ServeArgs {
             demo: self.demo,
             limits,
             token_ttl: Duration::from_secs(self.token_ttl.or(file.token_ttl).unwrap_or(86_400)),
-            token_key: file.token_key,
+            token_key,
             max_connections: self
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or_else(default_max_connections),
+            max_connections_per_account: self
+                .max_connections_per_account
+                .or(file.max_connections_per_account)
+                .unwrap_or(8),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(2000),
+            allowed_origins: if self.allowed_origins.is_empty() {
+                file.allowed_origins
+            } else {
+                self.allowed_origins
+            }
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect(),
             sync: self.sync.or(file.sync).unwrap_or(SyncMode::Full),
+            redis: redis.map(|url| crate::cluster::RedisConfig {
+                url,
+                stream_max: self.redis_stream_max.or(file.redis_stream_max).unwrap_or(1_000_000),
+                directory_stream_max: self
+                    .redis_directory_stream_max
+                    .or(file.redis_directory_stream_max)
+                    .unwrap_or(10_000_000),
+                key_ttl: self.redis_key_ttl.or(file.redis_key_ttl).unwrap_or(7 * 86_400),
+            }),
         })
     }
 }

@@ -43,7 +43,10 @@ fn role_of(person: usize) -> Role {
 /// Creates the demo data if the directory is empty; returns the login table.
 pub async fn create(hub: &Hub) -> Result<String, OpError> {
     let empty = hub.directory.read().unwrap().districts.is_empty();
-    if empty {
+    // In a cluster, another node may have made the directory already; this
+    // node may just not have it (yet).
+    let made_elsewhere = hub.log.cluster().is_some_and(|c| c.directory_exists());
+    if empty && !made_elsewhere {
         let district =
             hub.change_directory(DirectoryChange::DistrictCreated { name: "宝山区".into() }).await?;
         let mut towns = Vec::new();

@@ -29,7 +29,7 @@ use protocol::{
 
 use crate::auth::{hash_password, unix_millis, verify_password};
 use crate::directory::{DirectoryChange, DirectoryError};
-use crate::hub::Hub;
+use crate::hub::{Hub, SlotKey};
 use crate::log::LogError;
 use crate::server::Peer;
 use crate::session;
@@ -220,44 +220,133 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .await
         .map(|r| r.is_ok())
         .unwrap_or(false);
-    if store_ok {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    if !store_ok {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response();
     }
+    if let Some(cluster) = state.hub.log.cluster() {
+        let status = cluster.status();
+        let mut problems = Vec::new();
+        if !status.live {
+            problems.push(format!(
+                "not caught up with Redis: {}",
+                status.last_error.as_deref().unwrap_or("connecting")
+            ));
+        }
+        problems.extend(status.stale.values().cloned());
+        if !problems.is_empty() {
+            return (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response();
+        }
+    }
+    "ready\n".into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
     let hub = &state.hub;
     let m = &hub.metrics;
-    let log = &hub.log.metrics;
-    let batches = log.batches_committed.load(Ordering::Relaxed);
-    let text = format!(
-        "# TYPE villagehub_connections gauge\nvillagehub_connections {}\n\
-         # TYPE villagehub_connections_total counter\nvillagehub_connections_total {}\n\
-         # TYPE villagehub_connections_refused_total counter\nvillagehub_connections_refused_total {}\n\
-         # TYPE villagehub_subscriptions gauge\nvillagehub_subscriptions {}\n\
-         # TYPE villagehub_ops_total counter\nvillagehub_ops_total {}\n\
-         # TYPE villagehub_op_errors_total counter\nvillagehub_op_errors_total {}\n\
-         # TYPE villagehub_events_committed_total counter\nvillagehub_events_committed_total {}\n\
-         # TYPE villagehub_commit_batches_total counter\nvillagehub_commit_batches_total {}\n\
-         # TYPE villagehub_commit_failures_total counter\nvillagehub_commit_failures_total {}\n\
-         # TYPE villagehub_commit_seconds_sum counter\nvillagehub_commit_seconds_sum {}\n\
-         # TYPE villagehub_deliveries_total counter\nvillagehub_deliveries_total {}\n\
-         # TYPE villagehub_outbox_overflows_total counter\nvillagehub_outbox_overflows_total {}\n",
-        m.connections.load(Ordering::Relaxed),
-        m.connections_total.load(Ordering::Relaxed),
-        m.connections_refused.load(Ordering::Relaxed),
-        hub.fanout.subscriptions(),
-        m.ops.load(Ordering::Relaxed),
-        m.errors.load(Ordering::Relaxed),
-        log.events_committed.load(Ordering::Relaxed),
-        batches,
-        log.commit_failures.load(Ordering::Relaxed),
-        log.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        hub.fanout.deliveries.load(Ordering::Relaxed),
-        hub.fanout.overflows.load(Ordering::Relaxed),
+    let log = hub.log.metrics();
+    let mut text = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+    metric(
+        "villagehub_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        m.connections.load(Ordering::Relaxed).to_string(),
     );
+    metric(
+        "villagehub_connections_total",
+        "counter",
+        "WebSocket connections accepted.",
+        load(&m.connections_total),
+    );
+    metric(
+        "villagehub_connections_refused_total",
+        "counter",
+        "TCP connections closed at accept (over --max-connections).",
+        load(&m.connections_refused),
+    );
+    metric(
+        "villagehub_subscriptions",
+        "gauge",
+        "Group subscriptions of this node's connections.",
+        hub.fanout.subscriptions().to_string(),
+    );
+    metric("villagehub_ops_total", "counter", "Client ops handled.", load(&m.ops));
+    metric("villagehub_op_errors_total", "counter", "Error replies sent.", load(&m.errors));
+    metric(
+        "villagehub_events_committed_total",
+        "counter",
+        "Group events committed to this node's store.",
+        load(&log.events_committed),
+    );
+    metric(
+        "villagehub_commit_failures_total",
+        "counter",
+        "Batches whose commit failed (refused as unavailable).",
+        load(&log.commit_failures),
+    );
+    metric(
+        "villagehub_deliveries_total",
+        "counter",
+        "Events queued on subscribers' outboxes.",
+        load(&hub.fanout.deliveries),
+    );
+    metric(
+        "villagehub_outbox_overflows_total",
+        "counter",
+        "Events not queued because an outbox was full (recovered from the store).",
+        load(&hub.fanout.overflows),
+    );
+    let _ = write!(text, "# HELP villagehub_commit_seconds SQLite group-commit latency.\n# TYPE villagehub_commit_seconds histogram\n");
+    let mut cumulative = 0;
+    for (bound, count) in crate::log::COMMIT_BUCKETS_MICROS.iter().zip(&log.commit_buckets) {
+        cumulative += count.load(Ordering::Relaxed);
+        let _ =
+            writeln!(text, "villagehub_commit_seconds_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+    }
+    let _ =
+        writeln!(text, "villagehub_commit_seconds_bucket{{le=\"+Inf\"}} {}", load(&log.batches_committed));
+    let _ = writeln!(
+        text,
+        "villagehub_commit_seconds_sum {}",
+        log.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(text, "villagehub_commit_seconds_count {}", load(&log.batches_committed));
+    if let Some(cluster) = hub.log.cluster() {
+        let status = cluster.status();
+        let directory_head = *hub.log.applied().directory_head.borrow();
+        let lag = cluster.replication_lag(|log| {
+            if log == crate::store::DIRECTORY_LOG {
+                directory_head
+            } else {
+                hub.fanout.head(log)
+            }
+        });
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        };
+        metric(
+            "villagehub_cluster_live",
+            "gauge",
+            "1 when following Redis and caught up.",
+            (status.live as u8).to_string(),
+        );
+        metric(
+            "villagehub_cluster_replication_lag_events",
+            "gauge",
+            "Events sequenced in Redis not yet applied on this node.",
+            lag.to_string(),
+        );
+        metric(
+            "villagehub_cluster_stale_logs",
+            "gauge",
+            "Logs this node cannot serve until restored from a backup.",
+            status.stale.len().to_string(),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -299,6 +388,13 @@ async fn ws_upgrade(
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    if !origin_allowed(headers, &state.hub.config.allowed_origins) {
+        return (StatusCode::FORBIDDEN, "this page's origin may not connect here\n").into_response();
+    }
+    let limit = state.hub.config.max_connections_per_ip;
+    let Some(address_slot) = state.hub.claim_slot(SlotKey::Address(peer.ip()), limit) else {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
@@ -312,6 +408,7 @@ async fn ws_upgrade(
                 )
                 .await;
                 session::run(hub, ws, peer, shutdown).await;
+                drop(address_slot);
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
         }
@@ -323,6 +420,23 @@ async fn ws_upgrade(
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
     response
+}
+
+/// Browsers always send `Origin` on a WebSocket upgrade; a page of another
+/// site must not open a socket with the user's token (cross-site WebSocket
+/// hijacking). Allowed: the server's own origin (same host as the request),
+/// the configured list, and clients without `Origin` (apps, tools).
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed.contains(&origin) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    !host.is_empty() && origin_host == host
 }
 
 /// tungstenite's defaults (128 KiB read buffer allocated per connection,

@@ -3,8 +3,10 @@
 //! op against the directory and turns it into an append, a store read or a
 //! refusal. Nothing here touches a socket; `session.rs` does the framing.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use protocol::{
@@ -95,7 +97,35 @@ pub struct Hub {
     pub external: ExternalKeys,
     /// Login and register attempts per phone and source address.
     pub login_limiter: LoginLimiter,
+    /// Live WebSocket connections per account and per source address, for
+    /// `--max-connections-per-account` / `--max-connections-per-ip`.
+    connection_counts: Mutex<HashMap<SlotKey, usize>>,
     next_conn: AtomicU64,
+}
+
+/// What a connection slot is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotKey {
+    Account(Id),
+    Address(IpAddr),
+}
+
+/// One counted connection; gives its place back when dropped.
+pub struct Slot {
+    hub: Arc<Hub>,
+    key: SlotKey,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.hub.connection_counts.lock().unwrap();
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -122,8 +152,21 @@ impl Hub {
             tokens,
             metrics: HubMetrics::default(),
             password_permits: tokio::sync::Semaphore::new(2),
+            connection_counts: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Takes one connection slot for `key`, unless `limit` (0: none) are
+    /// taken already.
+    pub fn claim_slot(self: &Arc<Self>, key: SlotKey, limit: usize) -> Option<Slot> {
+        let mut counts = self.connection_counts.lock().unwrap();
+        let n = counts.entry(key).or_insert(0);
+        if limit > 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { hub: self.clone(), key })
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -198,12 +241,27 @@ impl Hub {
     /// How the account sees a group. A group it may not see gets the same
     /// answer as one that does not exist, so ids cannot be probed.
     pub fn sight(&self, account: &Account, group: Id) -> Result<Sight, OpError> {
-        self.directory.read().unwrap().sight(account.id, group).ok_or_else(OpError::no_such_group)
+        let sight =
+            self.directory.read().unwrap().sight(account.id, group).ok_or_else(OpError::no_such_group)?;
+        self.serves(group)?;
+        Ok(sight)
     }
 
     /// The account's effective role in a group it may read.
     pub fn role_in(&self, account: &Account, group: Id) -> Result<Role, OpError> {
         self.sight(account, group).map(|s| s.role())
+    }
+
+    /// Cluster mode: a node missing events of a group that Redis no longer
+    /// holds serves nothing of it until restored from a backup.
+    pub fn serves(&self, group: Id) -> Result<(), OpError> {
+        match self.log.cluster() {
+            Some(cluster) if !cluster.serves(group) => Err(OpError::new(
+                ErrorCode::Unavailable,
+                "this node is missing events of this group; connect to another node",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `send` on the chat channel: validate, then append durably.
@@ -215,8 +273,13 @@ impl Hub {
         client_key: String,
     ) -> Result<Appended, OpError> {
         let limits = &self.config.limits;
-        if client_key.is_empty() || client_key.chars().count() > 64 {
-            return Err(OpError::bad_request("client_key must be 1 to 64 characters"));
+        if client_key.is_empty()
+            || client_key.chars().count() > 64
+            || client_key.chars().any(char::is_control)
+        {
+            return Err(OpError::bad_request(
+                "client_key must be 1 to 64 characters, none of them control characters",
+            ));
         }
         if body.text.trim().is_empty() {
             return Err(OpError::bad_request("text is empty"));
@@ -248,6 +311,7 @@ impl Hub {
                 migrant: flags.migrant,
             }
         };
+        self.serves(group)?;
         if let Some(target) = body.reply_to {
             if target == 0 || target > self.fanout.head(group) {
                 return Err(OpError::bad_request("reply_to names no event of this group"));
@@ -440,6 +504,7 @@ impl Hub {
                 migrant: dir.people.member(by.id, group).migrant,
             }
         };
+        self.serves(group)?;
         if seq == 0 || seq > self.fanout.head(group) {
             return Err(OpError::new(ErrorCode::NotFound, "no such message"));
         }

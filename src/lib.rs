@@ -9,6 +9,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod directory;

@@ -1,11 +1,14 @@
-//! The log writer: the embedded sequencer, store writer and applier in one
-//! thread. This is the hot path from "append requested" to "bytes queued on
-//! every subscriber", and it reads top to bottom in `Writer::run_batch`:
+//! The log writer: store writer and applier in one thread, and in the
+//! embedded mode also the sequencer. This is the hot path from "append
+//! requested" to "bytes queued on every subscriber", and it reads top to
+//! bottom in `Writer::run_batch`:
 //!
-//! 1. take every append waiting (group commit, up to `MAX_BATCH`);
-//! 2. in one SQLite transaction: drop retried client keys, give each event
-//!    the next seq of its log, serialize it **once**, insert it, apply
-//!    directory changes to the views;
+//! 1. take every command waiting (group commit, up to `MAX_BATCH`);
+//! 2. in one SQLite transaction: for appends (embedded mode) drop retried
+//!    client keys and give each event the next seq of its log; for events
+//!    sequenced elsewhere (cluster mode: Redis) skip those already applied;
+//!    then `store_committed`: insert the event, apply directory changes to
+//!    the views;
 //! 3. commit — only now is anything acked;
 //! 4. hand each group event to the fan-out in seq order, then answer every
 //!    caller.
@@ -13,33 +16,38 @@
 //! A failed commit rolls everything back and answers `unavailable`; the
 //! thread carries on with the next batch, so a full disk or a failing write
 //! refuses sends without taking the node down.
+//!
+//! In cluster mode `Log::append` goes to Redis instead (`cluster.rs`), and
+//! the events come back here through `Log::apply`, on every node alike.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::auth::unix_millis;
+use crate::cluster::Cluster;
 use crate::directory::{apply_to_views, Directory, DirectoryChange, DirectoryError};
 use crate::fanout::{Delivery, Fanout};
 use crate::store::{Store, DIRECTORY_LOG};
-use protocol::{Author, Event, EventBody, Id, Millis, Seq, ServerFrame};
+use protocol::{Author, Channel, EventBody, Id, Millis, Seq};
 
-/// Appends waiting for the writer. Bounded so that a burst of senders waits
+/// Commands waiting for the writer. Bounded so that a burst of senders waits
 /// (their `send` ops are not read meanwhile) instead of growing memory.
 const QUEUE: usize = 16 * 1024;
 
-/// Most appends committed in one transaction.
+/// Most commands committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
 /// What to append.
 #[derive(Debug)]
 pub enum Append {
-    /// A group event. `client_key` makes it idempotent per author.
+    /// A group event. `client_key` makes it idempotent per author and group.
     Group { group: Id, author: Author, client_key: Option<String>, body: EventBody },
     /// A change of the directory log.
     Directory(DirectoryChange),
@@ -54,18 +62,78 @@ pub enum Appended {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
-    /// The store could not commit, or the writer has stopped.
-    #[error("store unavailable: {0}")]
+    /// The store could not commit, the sequencer (Redis) cannot be reached,
+    /// or the writer has stopped.
+    #[error("{0}")]
     Unavailable(String),
     /// The directory change contradicts the directory.
     #[error(transparent)]
     Refused(#[from] DirectoryError),
 }
 
-struct Command {
-    append: Append,
-    reply: oneshot::Sender<Result<Appended, LogError>>,
+/// An event with its seq, as stored and as replicated between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub log: Id,
+    pub seq: Seq,
+    pub ts: Millis,
+    /// Account id of the author (0 for directory changes).
+    pub author: Id,
+    pub client_key: Option<String>,
+    pub kind: String,
+    /// The `event` frame for group logs; the serialized change for the
+    /// directory log.
+    pub frame: String,
 }
+
+/// A group event's frame split around its seq and ts, so that whoever
+/// assigns them (this writer, or the Redis script) can build the frame by
+/// concatenation: the event is serialized once, cluster-wide.
+#[derive(Debug, Clone)]
+pub struct FrameParts {
+    /// `{"type":"event","group":G,"seq":`
+    pub prefix: String,
+    /// `"author":…,"channel":…,"kind":…,"body":…}`
+    pub tail: String,
+}
+
+impl FrameParts {
+    pub fn new(group: Id, author: &Author, body: &EventBody) -> FrameParts {
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            author: &'a Author,
+            channel: Channel,
+            #[serde(flatten)]
+            body: &'a EventBody,
+        }
+        let tail = serde_json::to_string(&Tail { author, channel: body.channel(), body })
+            .expect("events always serialize");
+        FrameParts {
+            prefix: format!(r#"{{"type":"event","group":{group},"seq":"#),
+            // Drop the tail's opening brace: it continues the frame's object.
+            tail: tail[1..].to_string(),
+        }
+    }
+
+    pub fn assemble(&self, seq: Seq, ts: Millis) -> String {
+        format!(r#"{}{seq},"ts":{ts},{}"#, self.prefix, self.tail)
+    }
+}
+
+enum Command {
+    Append {
+        append: Append,
+        reply: Reply,
+    },
+    /// Events sequenced elsewhere, in seq order per log.
+    Apply {
+        events: Vec<Committed>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    Close,
+}
+
+type Reply = oneshot::Sender<Result<Appended, LogError>>;
 
 /// Counters read by /metrics.
 #[derive(Debug, Default)]
@@ -76,13 +144,54 @@ pub struct LogMetrics {
     /// Sum of commit durations, microseconds (with `batches_committed`,
     /// the mean commit latency).
     pub commit_micros: AtomicU64,
+    /// Commits per latency bucket (upper bounds in `COMMIT_BUCKETS_MICROS`).
+    pub commit_buckets: [AtomicU64; COMMIT_BUCKETS_MICROS.len()],
+}
+
+/// Upper bounds of the commit-latency histogram, microseconds.
+pub const COMMIT_BUCKETS_MICROS: [u64; 10] =
+    [500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 1_000_000];
+
+impl LogMetrics {
+    fn observe_commit(&self, micros: u64) {
+        self.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        self.batches_committed.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = COMMIT_BUCKETS_MICROS.iter().position(|b| micros <= *b) {
+            self.commit_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the writer has applied, for callers that wait for their own change
+/// to come back (cluster mode) and for catch-up.
+#[derive(Debug)]
+pub struct Applied {
+    /// Head of the directory log in the store.
+    pub directory_head: watch::Sender<Seq>,
+    /// Directory changes that were sequenced but refused when applied
+    /// (cluster mode: two nodes raced for the same phone, say). Taken by the
+    /// waiting caller; bounded by pruning old entries.
+    refused: Mutex<HashMap<Seq, DirectoryError>>,
+}
+
+impl Applied {
+    pub fn take_refusal(&self, seq: Seq) -> Option<DirectoryError> {
+        self.refused.lock().unwrap().remove(&seq)
+    }
+}
+
+struct LogInner {
+    tx: mpsc::Sender<Command>,
+    metrics: Arc<LogMetrics>,
+    applied: Arc<Applied>,
+    /// Set in cluster mode: Redis sequences, this node applies.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 /// Handle to the writer thread. Cloning is cheap.
 #[derive(Clone)]
 pub struct Log {
-    tx: mpsc::Sender<Option<Command>>,
-    pub metrics: Arc<LogMetrics>,
+    inner: Arc<LogInner>,
 }
 
 impl Log {
@@ -105,64 +214,133 @@ impl Log {
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let metrics = Arc::new(LogMetrics::default());
+        let directory_head = heads.get(&DIRECTORY_LOG).map(|h| h.0).unwrap_or(0);
+        let applied = Arc::new(Applied {
+            directory_head: watch::Sender::new(directory_head),
+            refused: Mutex::new(HashMap::new()),
+        });
         let writer = Writer {
             conn,
-            heads,
-            directory,
-            fanout,
-            store_path: store.path().to_path_buf(),
-            metrics: metrics.clone(),
+            state: State {
+                heads,
+                directory,
+                fanout,
+                store_path: store.path().to_path_buf(),
+                metrics: metrics.clone(),
+                applied: applied.clone(),
+            },
         };
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run(rx))
             .expect("spawn log writer");
-        Ok((Log { tx, metrics }, handle))
+        let inner = LogInner { tx, metrics, applied, cluster: OnceLock::new() };
+        Ok((Log { inner: Arc::new(inner) }, handle))
     }
 
-    /// Appends and waits until committed.
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn applied(&self) -> &Arc<Applied> {
+        &self.inner.applied
+    }
+
+    /// Switches appends to the cluster sequencer.
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
+    }
+
+    /// Appends and waits until durable: committed to SQLite (embedded), or
+    /// accepted by Redis (cluster; directory changes also wait until applied
+    /// here, to learn whether they took effect).
     pub async fn append(&self, append: Append) -> Result<Appended, LogError> {
+        if let Some(cluster) = self.inner.cluster.get() {
+            return cluster.append(append, &self.inner.applied).await;
+        }
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Some(Command { append, reply }))
+        self.inner
+            .tx
+            .send(Command::Append { append, reply })
             .await
             .map_err(|_| LogError::Unavailable("the log is closed".into()))?;
         rx.await.map_err(|_| LogError::Unavailable("the log writer stopped".into()))?
     }
 
+    /// Applies events sequenced elsewhere (in seq order per log; already
+    /// applied ones are skipped) and waits for the commit.
+    pub async fn apply(&self, events: Vec<Committed>) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Apply { events, reply })
+            .await
+            .map_err(|_| LogError::Unavailable("the log is closed".into()))?;
+        rx.await.map_err(|_| LogError::Unavailable("the log writer stopped".into()))?
+    }
+
+    /// Waits until the directory log has been applied up to `seq`.
+    pub async fn wait_directory(&self, seq: Seq, timeout: Duration) -> bool {
+        let mut head = self.inner.applied.directory_head.subscribe();
+        tokio::time::timeout(timeout, head.wait_for(|h| *h >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
     /// Asks the writer to finish what is queued and stop. Appends after this
     /// get `Unavailable`.
     pub async fn close(&self) {
-        let _ = self.tx.send(None).await;
+        let _ = self.inner.tx.send(Command::Close).await;
     }
 }
 
 struct Writer {
     conn: Connection,
-    /// Last seq and ts of every log. Only this thread sequences, so a plain
-    /// map: seqs are gap-free because nothing else hands them out.
+    state: State,
+}
+
+/// Everything the writer keeps besides its connection (split off so that a
+/// transaction on the connection and the state can be borrowed together).
+struct State {
+    /// Last seq and ts of every log in the store. Only this thread writes
+    /// events, so a plain map.
     heads: HashMap<Id, (Seq, Millis)>,
     directory: Arc<RwLock<Directory>>,
     fanout: Arc<Fanout>,
     store_path: std::path::PathBuf,
     metrics: Arc<LogMetrics>,
+    applied: Arc<Applied>,
 }
 
-type Reply = oneshot::Sender<Result<Appended, LogError>>;
+/// What a batch does once it is committed.
+#[derive(Default)]
+struct Effects {
+    deliveries: Vec<Delivery>,
+    refused: Vec<(Seq, DirectoryError)>,
+    directory_touched: bool,
+    undo: HashMap<Id, Option<(Seq, Millis)>>,
+}
+
+enum Answer {
+    Append(Reply, Result<Appended, LogError>),
+    Apply(oneshot::Sender<Result<(), LogError>>),
+}
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Option<Command>>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch: Vec<Command> = Vec::with_capacity(64);
         loop {
             let mut closing = false;
             match rx.blocking_recv() {
-                Some(Some(cmd)) => batch.push(cmd),
-                Some(None) | None => closing = true,
+                Some(Command::Close) | None => closing = true,
+                Some(cmd) => batch.push(cmd),
             }
             while !closing && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Some(cmd)) => batch.push(cmd),
-                    Ok(None) => closing = true,
+                    Ok(Command::Close) => closing = true,
+                    Ok(cmd) => batch.push(cmd),
                     Err(_) => break,
                 }
             }
@@ -171,10 +349,12 @@ impl Writer {
             }
             if closing {
                 // Anything sent after the close request is refused by the
-                // dropped receiver.
+                // closed receiver; what was queued before it is committed.
                 rx.close();
-                while let Ok(Some(cmd)) = rx.try_recv() {
-                    batch.push(cmd);
+                while let Ok(cmd) = rx.try_recv() {
+                    if !matches!(cmd, Command::Close) {
+                        batch.push(cmd);
+                    }
                 }
                 if !batch.is_empty() {
                     self.run_batch(std::mem::take(&mut batch));
@@ -188,149 +368,221 @@ impl Writer {
     fn run_batch(&mut self, batch: Vec<Command>) {
         let started = Instant::now();
         let now = unix_millis(SystemTime::now());
-        let mut undo: HashMap<Id, Option<(Seq, Millis)>> = HashMap::new();
-        let mut directory_touched = false;
-        let mut deliveries: Vec<Delivery> = Vec::new();
-        let mut answers: Vec<(Reply, Result<Appended, LogError>)> = Vec::with_capacity(batch.len());
+        let mut fx = Effects::default();
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
 
-        let outcome =
-            (|| -> rusqlite::Result<()> {
-                let tx = self.conn.transaction()?;
-                // Keys used earlier in this same batch (not yet visible to SQL).
-                let mut batch_keys: HashMap<(Id, String), (Id, Seq)> = HashMap::new();
-                for Command { append, reply } in batch {
-                    let result =
-                        match append {
-                            Append::Group { group, author, client_key, body } => {
-                                let earlier = match &client_key {
-                            Some(key) => match batch_keys.get(&(author.id, key.clone())) {
-                                Some(found) => Some(*found),
-                                None => tx
-                                    .prepare_cached(
-                                        "SELECT log, seq FROM events WHERE author = ?1 AND client_key = ?2",
-                                    )?
-                                    .query_row(params![author.id as i64, key], |r| {
-                                        Ok((r.get::<_, i64>(0)? as Id, r.get::<_, i64>(1)? as Seq))
-                                    })
-                                    .optional()?,
-                            },
-                            None => None,
-                        };
-                                if let Some((group, seq)) = earlier {
-                                    Ok(Appended::Group { group, seq, duplicate: true })
-                                } else {
-                                    let head = self.heads.get(&group).copied().unwrap_or((0, 0));
-                                    undo.entry(group).or_insert(self.heads.get(&group).copied());
-                                    let seq = head.0 + 1;
-                                    let ts = now.max(head.1);
-                                    let kind = body.kind();
-                                    let channel = body.channel();
-                                    let frame = serde_json::to_string(&ServerFrame::Event(Event {
-                                        group,
-                                        seq,
-                                        ts,
-                                        author: author.clone(),
-                                        channel,
-                                        body,
-                                    }))
-                                    .expect("events always serialize");
-                                    tx.prepare_cached(
-                                        "INSERT INTO events (log, seq, ts, author, client_key, kind, frame)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                                    )?
-                                    .execute(params![
-                                        group as i64,
-                                        seq as i64,
-                                        ts,
-                                        author.id as i64,
-                                        client_key,
-                                        kind,
-                                        frame
-                                    ])?;
-                                    self.heads.insert(group, (seq, ts));
-                                    if let Some(key) = client_key {
-                                        batch_keys.insert((author.id, key), (group, seq));
-                                    }
-                                    deliveries.push(Delivery { group, seq, frame: Utf8Bytes::from(frame) });
-                                    Ok(Appended::Group { group, seq, duplicate: false })
-                                }
+        let state = &mut self.state;
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            for command in batch {
+                match command {
+                    Command::Append { append, reply } => {
+                        let result = state.sequence(&tx, append, now, &mut fx)?;
+                        answers.push(Answer::Append(reply, result));
+                    }
+                    Command::Apply { events, reply } => {
+                        for event in events {
+                            let head = state.heads.get(&event.log).map(|h| h.0).unwrap_or(0);
+                            if event.seq <= head {
+                                continue; // applied before: idempotent by seq
                             }
-                            Append::Directory(change) => {
-                                let mut dir = self.directory.write().unwrap();
-                                match dir.check(&change) {
-                                    Err(refusal) => Err(LogError::Refused(refusal)),
-                                    Ok(()) => {
-                                        let head = self.heads.get(&DIRECTORY_LOG).copied().unwrap_or((0, 0));
-                                        undo.entry(DIRECTORY_LOG)
-                                            .or_insert(self.heads.get(&DIRECTORY_LOG).copied());
-                                        let seq = head.0 + 1;
-                                        let ts = now.max(head.1);
-                                        let frame =
-                                            serde_json::to_string(&change).expect("changes serialize");
-                                        tx.prepare_cached(
-                                    "INSERT INTO events (log, seq, ts, author, client_key, kind, frame)
-                                     VALUES (0, ?1, ?2, 0, NULL, ?3, ?4)",
-                                )?
-                                .execute(params![seq as i64, ts, change.kind(), frame])?;
-                                        apply_to_views(&tx, seq, &change)?;
-                                        // Applied to memory now so that later changes of
-                                        // this batch see it; undone by a reload if the
-                                        // commit fails.
-                                        dir.apply(seq, &change);
-                                        directory_touched = true;
-                                        self.heads.insert(DIRECTORY_LOG, (seq, ts));
-                                        Ok(Appended::Directory { seq })
-                                    }
-                                }
+                            if event.seq != head + 1 {
+                                // The feed repairs gaps before applying; a hole
+                                // here would be a bug, and is never written.
+                                tracing::error!(
+                                    log = event.log,
+                                    seq = event.seq,
+                                    head,
+                                    "gap in applied events"
+                                );
+                                continue;
                             }
-                        };
-                    answers.push((reply, result));
+                            state.store_committed(&tx, event, &mut fx)?;
+                        }
+                        answers.push(Answer::Apply(reply));
+                    }
+                    Command::Close => {}
                 }
-                // Views derived from group events (hidden messages, audit).
-                for delivery in &deliveries {
-                    crate::moderation::apply_group_frame(&tx, delivery.group, delivery.seq, &delivery.frame)?;
-                }
-                tx.commit()
-            })();
+            }
+            tx.commit()
+        })();
 
         match outcome {
             Ok(()) => {
                 let micros = started.elapsed().as_micros() as u64;
-                self.metrics.commit_micros.fetch_add(micros, Ordering::Relaxed);
-                self.metrics.batches_committed.fetch_add(1, Ordering::Relaxed);
-                self.metrics.events_committed.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+                state.metrics.observe_commit(micros);
+                state.metrics.events_committed.fetch_add(fx.deliveries.len() as u64, Ordering::Relaxed);
                 // Committed: now, and only now, publish and acknowledge.
-                for delivery in deliveries {
-                    self.fanout.publish(delivery);
+                for delivery in fx.deliveries {
+                    state.fanout.publish(delivery);
+                }
+                if !fx.refused.is_empty() {
+                    let mut refused = state.applied.refused.lock().unwrap();
+                    if refused.len() > 10_000 {
+                        refused.clear(); // nobody waits that long
+                    }
+                    refused.extend(fx.refused);
+                }
+                if let Some((head, _)) = state.heads.get(&DIRECTORY_LOG) {
+                    state.applied.directory_head.send_if_modified(|h| {
+                        let changed = *h != *head;
+                        *h = *head;
+                        changed
+                    });
                 }
                 // Tell the connections of the accounts concerned.
-                crate::presence::after_commit(&self.fanout.accounts, &self.directory);
-                for (reply, result) in answers {
-                    let _ = reply.send(result);
+                crate::presence::after_commit(&state.fanout.accounts, &state.directory);
+                for answer in answers {
+                    match answer {
+                        Answer::Append(reply, result) => drop(reply.send(result)),
+                        Answer::Apply(reply) => drop(reply.send(Ok(()))),
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the batch is refused");
-                self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
-                for (log, before) in undo {
+                state.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                for (log, before) in fx.undo {
                     match before {
-                        Some(head) => self.heads.insert(log, head),
-                        None => self.heads.remove(&log),
+                        Some(head) => state.heads.insert(log, head),
+                        None => state.heads.remove(&log),
                     };
                 }
-                if directory_touched {
-                    self.reload_directory();
+                if fx.directory_touched {
+                    state.reload_directory();
                 }
-                // Callers whose command was reached get their own answer
-                // replaced; the rest were dropped with the closure and see
-                // the writer's reply channel closed, which is also
-                // `Unavailable`.
-                let message = format!("could not write to the store: {e}");
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(LogError::Unavailable(message.clone())));
+                // Callers whose command was reached get this answer; the rest
+                // were dropped with the closure and see their reply channel
+                // closed, which is also `Unavailable`.
+                let error = LogError::Unavailable(format!("could not write to the store: {e}"));
+                for answer in answers {
+                    match answer {
+                        Answer::Append(reply, _) => drop(reply.send(Err(error.clone()))),
+                        Answer::Apply(reply) => drop(reply.send(Err(error.clone()))),
+                    }
                 }
             }
         }
+    }
+}
+
+impl State {
+    /// The embedded sequencer: gives an append the next seq of its log,
+    /// unless its client key was used before.
+    fn sequence(
+        &mut self,
+        tx: &Transaction,
+        append: Append,
+        now: Millis,
+        fx: &mut Effects,
+    ) -> rusqlite::Result<Result<Appended, LogError>> {
+        match append {
+            Append::Group { group, author, client_key, body } => {
+                if let Some(key) = &client_key {
+                    let earlier = tx
+                        .prepare_cached(
+                            "SELECT seq FROM events WHERE log = ?1 AND author = ?2 AND client_key = ?3",
+                        )?
+                        .query_row(params![group as i64, author.id as i64, key], |r| r.get::<_, i64>(0))
+                        .optional()?;
+                    if let Some(seq) = earlier {
+                        return Ok(Ok(Appended::Group { group, seq: seq as Seq, duplicate: true }));
+                    }
+                }
+                let (seq, ts) = self.next(group, now);
+                let frame = FrameParts::new(group, &author, &body).assemble(seq, ts);
+                let kind = body.kind().to_string();
+                let event = Committed { log: group, seq, ts, author: author.id, client_key, kind, frame };
+                self.store_committed(tx, event, fx)?;
+                Ok(Ok(Appended::Group { group, seq, duplicate: false }))
+            }
+            Append::Directory(change) => {
+                if let Err(refusal) = self.directory.read().unwrap().check(&change) {
+                    return Ok(Err(LogError::Refused(refusal)));
+                }
+                let (seq, ts) = self.next(DIRECTORY_LOG, now);
+                let frame = serde_json::to_string(&change).expect("changes serialize");
+                let kind = change.kind().to_string();
+                let event =
+                    Committed { log: DIRECTORY_LOG, seq, ts, author: 0, client_key: None, kind, frame };
+                self.store_committed(tx, event, fx)?;
+                Ok(Ok(Appended::Directory { seq }))
+            }
+        }
+    }
+
+    /// The next seq of a log and a ts that never goes backwards.
+    fn next(&self, log: Id, now: Millis) -> (Seq, Millis) {
+        let (head, last_ts) = self.heads.get(&log).copied().unwrap_or((0, 0));
+        (head + 1, now.max(last_ts))
+    }
+
+    /// Stores one sequenced event and applies it: the one place where an
+    /// event enters the store, in both modes.
+    fn store_committed(
+        &mut self,
+        tx: &Transaction,
+        event: Committed,
+        fx: &mut Effects,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO events (log, seq, ts, author, client_key, kind, frame)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            event.log as i64,
+            event.seq as i64,
+            event.ts,
+            event.author as i64,
+            event.client_key,
+            event.kind,
+            event.frame
+        ])?;
+        let previous = self.heads.insert(event.log, (event.seq, event.ts));
+        fx.undo.entry(event.log).or_insert(previous);
+        if event.log == DIRECTORY_LOG {
+            self.apply_directory(tx, event.seq, &event.frame, fx)?;
+        } else {
+            // Views derived from group events (hidden messages, audit).
+            crate::moderation::apply_group_frame(tx, event.log, event.seq, &event.frame)?;
+            fx.deliveries.push(Delivery {
+                group: event.log,
+                seq: event.seq,
+                frame: Utf8Bytes::from(event.frame),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a directory change to the views and to memory — or, if it
+    /// contradicts the directory as it now stands, to nothing. The outcome
+    /// depends only on the log, so every node decides alike.
+    fn apply_directory(
+        &mut self,
+        tx: &Transaction,
+        seq: Seq,
+        frame: &str,
+        fx: &mut Effects,
+    ) -> rusqlite::Result<()> {
+        let change: DirectoryChange = match serde_json::from_str(frame) {
+            Ok(change) => change,
+            Err(e) => {
+                tracing::error!(seq, error = %e, "directory change this version cannot read; skipped");
+                return Ok(());
+            }
+        };
+        let mut dir = self.directory.write().unwrap();
+        match dir.check(&change) {
+            Ok(()) => {
+                apply_to_views(tx, seq, &change)?;
+                // Applied to memory now so that later changes of this batch
+                // see it; undone by a reload if the commit fails.
+                dir.apply(seq, &change);
+                fx.directory_touched = true;
+            }
+            Err(refusal) => fx.refused.push((seq, refusal)),
+        }
+        Ok(())
     }
 
     fn reload_directory(&self) {
@@ -340,5 +592,34 @@ impl Writer {
             Ok(dir) => *self.directory.write().unwrap() = dir,
             Err(e) => tracing::error!(error = %e, "could not reload the directory after a failed commit"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{Event, MessageBody, Role, ServerFrame};
+
+    #[test]
+    fn assembled_frame_is_the_serialized_event() {
+        let author = Author {
+            id: 7,
+            name: "王秀英 \"quoted\"".into(),
+            role: Role::Member,
+            party: true,
+            migrant: false,
+        };
+        let body = EventBody::Message(MessageBody { text: "你好\n{}".into(), reply_to: Some(3) });
+        let assembled = FrameParts::new(4, &author, &body).assemble(126, 1_764_319_200_123);
+        let serialized = serde_json::to_string(&ServerFrame::Event(Event {
+            group: 4,
+            seq: 126,
+            ts: 1_764_319_200_123,
+            author,
+            channel: Channel::Chat,
+            body,
+        }))
+        .unwrap();
+        assert_eq!(assembled, serialized);
     }
 }

@@ -26,6 +26,25 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Copy the store to FILE while the server keeps running (SQLite's
+    /// online backup). The token key is not included.
+    Backup {
+        /// Data directory of the node to back up.
+        #[arg(long, env = "VILLAGEHUB_DATA_DIR", default_value = "data")]
+        data_dir: std::path::PathBuf,
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Replace a stopped node's store with a backup; on start the node
+    /// catches up whatever the backup lacks (from Redis in cluster mode).
+    Restore {
+        #[arg(long, env = "VILLAGEHUB_DATA_DIR", default_value = "data")]
+        data_dir: std::path::PathBuf,
+        /// The backup file to restore.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Create synthetic groups and members for the bench and write their
     /// tokens. Run it on a data directory while no server uses it.
     BenchSeed {
@@ -47,19 +66,31 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     limit_malloc_retention();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VILLAGEHUB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VILLAGEHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The WebSocket and HTTP libraries trace whole frames and headers, and
+    // those carry tokens: they never log below info, whatever the setting.
+    let filter =
+        ["tungstenite=info", "tokio_tungstenite=info", "hyper=info", "hyper_util=info", "redis=info"]
+            .into_iter()
+            .fold(filter, |f, d| f.add_directive(d.parse().expect("valid directive")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             None => run_server(cli.serve).await,
             Some(Command::Serve(args)) => run_server(args).await,
+            Some(Command::Backup { data_dir, out }) => {
+                let heads = villagehub::backup::backup(&data_dir, &out)?;
+                println!("backed up {} to {}: {}", data_dir.display(), out.display(), describe(&heads));
+                Ok(())
+            }
+            Some(Command::Restore { data_dir, from }) => {
+                let heads = villagehub::backup::restore(&data_dir, &from)?;
+                println!("restored {} into {}: {}", from.display(), data_dir.display(), describe(&heads));
+                Ok(())
+            }
             Some(Command::BenchSeed { serve, seed }) => {
                 let node = Node::open(serve.resolve()?)?;
                 let result = villagehub::seed::seed(&node.hub, &seed).await;
@@ -84,11 +115,20 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// "log 0 up to seq 48, log 4 up to seq 153, …" for the operator.
+fn describe(heads: &[(u64, u64)]) -> String {
+    let logs: Vec<String> = heads.iter().map(|(log, seq)| format!("log {log} up to seq {seq}")).collect();
+    format!("{} logs ({})", heads.len(), logs.join(", "))
+}
+
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     let listen = config.listen;
     let demo = config.demo;
     let node = Node::open(config)?;
+    if !node.wait_live(std::time::Duration::from_secs(10)).await {
+        tracing::warn!("not caught up with Redis yet; serving from the local store meanwhile");
+    }
     if demo {
         let logins = villagehub::demo::create(&node.hub).await?;
         println!("{logins}");

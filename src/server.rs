@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::TokenKey;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::http::{router, AppState};
@@ -35,6 +36,8 @@ pub struct Node {
     writer: std::thread::JoinHandle<()>,
     /// The data directory is ours until the node is dropped.
     _lock: crate::lock::DataDirLock,
+    /// Cluster mode: the task following Redis.
+    feed: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -46,12 +49,31 @@ impl Node {
         let writer_conn = store.open_writer(config.sync)?;
         let (log, writer) = Log::start(&store, writer_conn, directory.clone(), fanout.clone())?;
         let tokens = TokenKey::load_or_create(config.token_key.as_deref(), &config.data_dir)?;
+        let feed = match &config.redis {
+            Some(redis) => {
+                let cluster = Cluster::new(redis.clone(), &store)?;
+                log.set_cluster(cluster.clone());
+                Some(cluster.start_feed(log.clone(), directory.clone(), &store)?)
+            }
+            None => None,
+        };
         let hub = Arc::new(Hub::new(config, store, directory, fanout, log, tokens));
-        Ok(Node { hub, writer, _lock: lock })
+        Ok(Node { hub, writer, feed, _lock: lock })
+    }
+
+    /// Cluster mode: waits until this node has caught up with Redis.
+    pub async fn wait_live(&self, timeout: Duration) -> bool {
+        match self.hub.log.cluster() {
+            Some(cluster) => cluster.wait_live(timeout).await,
+            None => true,
+        }
     }
 
     /// Stops the log writer after it has committed everything queued.
     pub async fn close(self) {
+        if let Some(feed) = self.feed {
+            feed.abort();
+        }
         self.hub.log.close().await;
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

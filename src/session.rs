@@ -28,7 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 use protocol::{close, Channel, ClientOp, ErrorCode, Id, Seq, ServerFrame, OP_NAMES};
 
 use crate::fanout::{Delivery, Subscriber};
-use crate::hub::{Account, Hub, OpError};
+use crate::hub::{Account, Hub, OpError, Slot, SlotKey};
 use crate::log::Appended;
 use crate::presence::{Notice, NOTICE_QUEUE};
 
@@ -99,6 +99,8 @@ struct Session {
     conn: u64,
     peer: SocketAddr,
     account: Option<Account>,
+    /// This connection's place in the per-account limit.
+    _account_slot: Option<Slot>,
     subs: Vec<Subscription>,
     /// This connection's entry in the fan-out (holds the outbox sender).
     me: Arc<Subscriber>,
@@ -124,6 +126,7 @@ pub async fn run(hub: Arc<Hub>, mut ws: Ws, peer: SocketAddr, mut shutdown: watc
         conn,
         peer,
         account: None,
+        _account_slot: None,
         subs: Vec::new(),
         me,
         bucket: Bucket::new(limits.ops_per_sec, limits.burst),
@@ -369,6 +372,14 @@ impl Session {
         let account = match (&op, &self.account) {
             (ClientOp::Hello { id, token, .. }, None) => {
                 let (account, welcome) = self.hub.authenticate(token, *id)?;
+                let limit = self.hub.config.max_connections_per_account;
+                let slot = self.hub.claim_slot(SlotKey::Account(account.id), limit).ok_or_else(|| {
+                    OpError::new(
+                        ErrorCode::RateLimited,
+                        format!("this account already has {limit} connections open; close one first"),
+                    )
+                })?;
+                self._account_slot = Some(slot);
                 self.hub.fanout.accounts.register(account.id, self.conn, self.notice_tx.clone());
                 self.account = Some(account);
                 return Ok(Reply::Frame(ServerFrame::Welcome(welcome)));

@@ -18,8 +18,24 @@ use protocol::{AuditAction, AuditEntry, GroupKind, Id, Millis, Person, Role, Seq
 /// log is keyed by its group id, and group ids start at 1.
 pub const DIRECTORY_LOG: Id = 0;
 
-/// Bumped whenever the schema changes; `open` migrates older files.
-pub const SCHEMA_VERSION: i64 = 2;
+/// Bumped whenever the schema changes; `open` migrates older files with
+/// `MIGRATIONS`, and creates new ones directly at this version.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// `MIGRATIONS[v - 1]` takes a store from schema v to v + 1. Each runs in
+/// one transaction with the version bump, so a crash mid-migration leaves
+/// the old version intact.
+const MIGRATIONS: &[&str] = &[
+    // 1 → 2: client keys are unique per author *within a log* (so that the
+    // cluster sequencer can check them in the group's own Redis slot).
+    r#"
+    DROP INDEX IF EXISTS events_client_key;
+    CREATE UNIQUE INDEX events_client_key ON events (log, author, client_key) WHERE client_key IS NOT NULL;
+    "#,
+    // 2 → 3: the membership views (registration, households, offices,
+    // member flags, audit, hidden messages); all new tables.
+    crate::membership::SCHEMA,
+];
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -39,8 +55,11 @@ CREATE TABLE IF NOT EXISTS events (
     frame      TEXT NOT NULL,
     PRIMARY KEY (log, seq)
 ) WITHOUT ROWID;
+-- A client key is unique per author within a log (a group): retries land
+-- in the same group, and in cluster mode the check runs in that group's
+-- Redis slot.
 CREATE UNIQUE INDEX IF NOT EXISTS events_client_key
-    ON events (author, client_key) WHERE client_key IS NOT NULL;
+    ON events (log, author, client_key) WHERE client_key IS NOT NULL;
 
 -- Views of the directory log.
 CREATE TABLE IF NOT EXISTS districts (
@@ -103,7 +122,12 @@ impl Store {
     /// Opens (creating or migrating) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::DataDir(data_dir.into(), e))?;
-        let path = data_dir.join("villagehub.sqlite3");
+        Store::open_file(&data_dir.join("villagehub.sqlite3"))
+    }
+
+    /// Opens (creating or migrating) the store in one SQLite file.
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         migrate(&conn)?;
@@ -366,20 +390,43 @@ impl Store {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(crate::membership::SCHEMA)?;
+/// The schema version of a store; None for a new, empty file.
+pub fn schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
     let version: Option<String> =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
-    match version.map(|v| v.parse::<i64>().unwrap_or(0)) {
+    Ok(version.map(|v| v.parse::<i64>().unwrap_or(0)))
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let set_version = "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+                       ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    match schema_version(conn)? {
         None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                [SCHEMA_VERSION.to_string()],
-            )?;
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(crate::membership::SCHEMA)?;
+            tx.execute(set_version, [SCHEMA_VERSION.to_string()])?;
+            tx.commit()?;
         }
         Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v, SCHEMA_VERSION)),
-        Some(_) => {}
+        Some(v) => {
+            for (from, migration) in MIGRATIONS.iter().enumerate().skip((v - 1).max(0) as usize) {
+                let to = from as i64 + 2;
+                tracing::info!(from = from + 1, to, "migrating the store");
+                let tx = conn.unchecked_transaction()?;
+                tx.execute_batch(migration)?;
+                tx.execute(set_version, [to.to_string()])?;
+                tx.commit()?;
+            }
+        }
     }
     Ok(())
 }

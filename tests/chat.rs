@@ -152,13 +152,19 @@ async fn a_retried_send_makes_one_event() {
 async fn retries_racing_in_one_batch_make_one_event() {
     let server = Server::start(&["--ops-per-sec", "1000", "--burst", "1000"]);
     let token = server.token(&demo_phone(1, 5)).await;
-    let welcome = server.connect().await.hello(&token).await;
+    // Eight connections of one account (the most it may hold) send the same
+    // key at once.
+    let mut first = server.connect().await;
+    let welcome = first.hello(&token).await;
     let group = group_named(&welcome, "聚源桥村").id;
-    // Eight connections of one account send the same key at once.
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
+    let mut connections = vec![first];
+    for _ in 1..8 {
         let mut c = server.connect().await;
         c.hello(&token).await;
+        connections.push(c);
+    }
+    let mut tasks = Vec::new();
+    for mut c in connections {
         tasks.push(tokio::spawn(async move { c.send_text(group, "同一条", "same-key").await }));
     }
     let mut results = Vec::new();

@@ -53,10 +53,7 @@ impl Scenario {
     /// Does the ws peer make sense for this scenario? It relays, so it has
     /// no resume (c) and no durable ack (d).
     pub fn peer_applies(self) -> bool {
-        matches!(
-            self,
-            Scenario::Fanout | Scenario::Broadcast | Scenario::Idle
-        )
+        matches!(self, Scenario::Fanout | Scenario::Broadcast | Scenario::Idle)
     }
 }
 
@@ -94,6 +91,10 @@ pub struct RunConfig {
     /// Workers as threads of this process (smoke run, library use).
     pub in_process: bool,
     pub quiet: bool,
+    /// Before each target, wait up to this long for the machine to be idle
+    /// (other work below a quarter of a core), so that figures are not
+    /// taken while a build or a browser test runs beside them.
+    pub wait_idle_ms: u64,
 }
 
 impl RunConfig {
@@ -125,6 +126,7 @@ impl RunConfig {
             settle_ms: 3000,
             in_process: false,
             quiet: false,
+            wait_idle_ms: 0,
         };
         match scenario {
             Scenario::Fanout | Scenario::Cluster => {}
@@ -226,6 +228,11 @@ pub struct TargetResult {
     pub resumed_ms: Option<u64>,
     pub resume_failed: u64,
     pub generator_cpu_pct: f64,
+    /// Whole machine over the window, % of one core (200 = both cores).
+    pub machine_cpu_pct: f64,
+    /// Machine − server − generator: other processes competing for the
+    /// cores during the window (should be near 0 for clean figures).
+    pub other_cpu_pct: f64,
     pub login_ms: Vec<f64>,
     pub errors: BTreeMap<String, u64>,
     pub violations: BTreeMap<String, u64>,
@@ -252,12 +259,8 @@ impl TargetResult {
         if self.gaps > 0 {
             p.push(format!("{} seq gaps", self.gaps));
         }
-        if self.acked < self.sent {
-            p.push(format!(
-                "{} of {} sends not acked",
-                self.sent - self.acked,
-                self.sent
-            ));
+        if self.target == "ours" && self.acked < self.sent {
+            p.push(format!("{} of {} sends not acked", self.sent - self.acked, self.sent));
         }
         if self.resume_failed > 0 {
             p.push(format!("{} failed to resume", self.resume_failed));
@@ -285,11 +288,7 @@ pub fn plan_workers(
     let mut conns = Vec::with_capacity(cfg.conns());
     for (gi, (&group, list)) in members.iter().take(cfg.groups).enumerate() {
         if list.len() < cfg.members {
-            bail!(
-                "group {group} has {} members, {} asked",
-                list.len(),
-                cfg.members
-            );
+            bail!("group {group} has {} members, {} asked", list.len(), cfg.members);
         }
         for (mi, m) in list.iter().take(cfg.members).enumerate() {
             let send = match cfg.scenario {
@@ -302,29 +301,19 @@ pub fn plan_workers(
                         window: cfg.window,
                     })
                 }
-                Scenario::Broadcast if mi == 0 => Some(SendPlan {
-                    period_us: cfg.interval_ms * 1000,
-                    phase_us: 0,
-                    window: cfg.window,
-                }),
-                Scenario::Ingest if mi < cfg.senders_per_group => Some(SendPlan {
-                    period_us: 0,
-                    phase_us: 0,
-                    window: cfg.window,
-                }),
+                Scenario::Broadcast if mi == 0 => {
+                    Some(SendPlan { period_us: cfg.interval_ms * 1000, phase_us: 0, window: cfg.window })
+                }
+                Scenario::Ingest if mi < cfg.senders_per_group => {
+                    Some(SendPlan { period_us: 0, phase_us: 0, window: cfg.window })
+                }
                 _ => None,
             };
             let subscribe = match cfg.scenario {
                 Scenario::Ingest => cfg.ingest_subscribe,
                 _ => true,
             };
-            conns.push(ConnPlan {
-                group,
-                account: m.account,
-                token: m.token.clone(),
-                subscribe,
-                send,
-            });
+            conns.push(ConnPlan { group, account: m.account, token: m.token.clone(), subscribe, send });
         }
     }
     let n = cfg.worker_count();
@@ -333,9 +322,7 @@ pub fn plan_workers(
             worker: w,
             target,
             url: url.to_string(),
-            source_ip: cfg
-                .spread_source_ips
-                .then(|| Ipv4Addr::new(127, 0, 0, 2 + (w % 250) as u8)),
+            source_ip: cfg.spread_source_ips.then(|| Ipv4Addr::new(127, 0, 0, 2 + (w % 250) as u8)),
             conns: Vec::new(),
             text_bytes: cfg.text_bytes,
             connect_concurrency: cfg.connect_concurrency,
@@ -347,11 +334,7 @@ pub fn plan_workers(
     }
     for p in &plans {
         if p.conns.len() > 19_000 {
-            bail!(
-                "worker {} would hold {} connections: above the open-file limit",
-                p.worker,
-                p.conns.len()
-            );
+            bail!("worker {} would hold {} connections: above the open-file limit", p.worker, p.conns.len());
         }
     }
     Ok(plans)
@@ -359,14 +342,8 @@ pub fn plan_workers(
 
 /// A running worker and the way to command it.
 enum Handle {
-    Process {
-        child: tokio::process::Child,
-        stdin: tokio::process::ChildStdin,
-    },
-    Thread {
-        tx: mpsc::UnboundedSender<Cmd>,
-        join: Option<std::thread::JoinHandle<()>>,
-    },
+    Process { child: tokio::process::Child, stdin: tokio::process::ChildStdin },
+    Thread { tx: mpsc::UnboundedSender<Cmd>, join: Option<std::thread::JoinHandle<()>> },
 }
 
 impl Handle {
@@ -379,8 +356,7 @@ impl Handle {
                 stdin.flush().await?;
             }
             Handle::Thread { tx, .. } => {
-                tx.send(cmd.clone())
-                    .map_err(|_| anyhow!("worker thread gone"))?;
+                tx.send(cmd.clone()).map_err(|_| anyhow!("worker thread gone"))?;
             }
         }
         Ok(())
@@ -390,10 +366,7 @@ impl Handle {
         let _ = self.send(&Cmd::Exit).await;
         match self {
             Handle::Process { child, .. } => {
-                if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
             }
@@ -417,24 +390,17 @@ async fn spawn_workers(
         if in_process {
             let (tx, rx) = mpsc::unbounded_channel();
             let rep = reports.clone();
-            let join = std::thread::Builder::new()
-                .name(format!("bench-worker-{worker}"))
-                .spawn(move || {
+            let join =
+                std::thread::Builder::new().name(format!("bench-worker-{worker}")).spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .expect("worker runtime");
                     if let Err(e) = rt.block_on(worker::run(plan, rx, rep.clone())) {
-                        let _ = rep.send(Report::Fatal {
-                            worker,
-                            message: format!("{e:#}"),
-                        });
+                        let _ = rep.send(Report::Fatal { worker, message: format!("{e:#}") });
                     }
                 })?;
-            handles.push(Handle::Thread {
-                tx,
-                join: Some(join),
-            });
+            handles.push(Handle::Thread { tx, join: Some(join) });
             continue;
         }
         let exe = std::env::current_exe().context("locating the bench binary")?;
@@ -464,19 +430,13 @@ async fn spawn_workers(
                     }
                 }
             }
-            let _ = rep.send(Report::Fatal {
-                worker,
-                message: "worker exited".into(),
-            });
+            let _ = rep.send(Report::Fatal { worker, message: "worker exited".into() });
         });
         let mut line = serde_json::to_string(&plan)?;
         line.push('\n');
         // The worker reads its plan before anything else, so this write of
         // a few megabytes (the tokens) completes as fast as the pipe drains.
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .context("sending the plan to a worker")?;
+        stdin.write_all(line.as_bytes()).await.context("sending the plan to a worker")?;
         handles.push(Handle::Process { child, stdin });
     }
     Ok(handles)
@@ -520,23 +480,17 @@ impl Board {
 
     fn apply(&mut self, r: Report) -> Result<()> {
         match r {
-            Report::Ready {
-                worker,
-                connected,
-                failed,
-                connect_ms,
-            } => self.ready[worker] = Some((connected, failed, connect_ms)),
+            Report::Ready { worker, connected, failed, connect_ms } => {
+                self.ready[worker] = Some((connected, failed, connect_ms))
+            }
             Report::Progress(p) => {
                 let w = p.worker;
                 self.latest[w] = p;
             }
             Report::SendDone { worker, final_seq } => self.send_done[worker] = Some(final_seq),
-            Report::Resumed {
-                worker,
-                resubscribed_ms,
-                caught_up_ms,
-                failed,
-            } => self.resumed[worker] = Some((resubscribed_ms, caught_up_ms, failed)),
+            Report::Resumed { worker, resubscribed_ms, caught_up_ms, failed } => {
+                self.resumed[worker] = Some((resubscribed_ms, caught_up_ms, failed))
+            }
             Report::Result(r) => {
                 let w = r.worker;
                 self.results[w] = Some(*r);
@@ -651,18 +605,11 @@ async fn drive(
     let conns = cfg.conns();
     // Connect: allow ~2 ms per connection on top of a minute.
     let connect_deadline = Instant::now() + Duration::from_secs(60 + conns as u64 / 500);
-    if !board
-        .wait(rx, connect_deadline, |b| Board::all(&b.ready))
-        .await?
-    {
+    if !board.wait(rx, connect_deadline, |b| Board::all(&b.ready)).await? {
         bail!("not every worker connected its members in time");
     }
     let connect_s = board.t0.elapsed().as_secs_f64();
-    let (connected, failed) = board
-        .ready
-        .iter()
-        .flatten()
-        .fold((0, 0), |(c, f), r| (c + r.0, f + r.1));
+    let (connected, failed) = board.ready.iter().flatten().fold((0, 0), |(c, f), r| (c + r.0, f + r.1));
     if connected == 0 {
         bail!("no connection could be made ({failed} failed)");
     }
@@ -684,8 +631,7 @@ async fn drive(
         text_bytes: cfg.text_bytes,
         rss_before_kib: before.rss_kib,
         rss_connected_kib: connected_sample.rss_kib,
-        rss_per_conn_kib: (connected_sample.rss_kib as f64 - before.rss_kib as f64)
-            / connected.max(1) as f64,
+        rss_per_conn_kib: (connected_sample.rss_kib as f64 - before.rss_kib as f64) / connected.max(1) as f64,
         ..Default::default()
     };
 
@@ -702,14 +648,11 @@ async fn drive(
 
     // Run.
     let cpu0 = procfs::sample(pid)?;
+    let machine0 = procfs::machine_cpu()?;
     let start_ns = now_ns() + 500_000_000;
     let t_start = Instant::now() + Duration::from_millis(500);
     for h in handles.iter_mut() {
-        h.send(&Cmd::Start {
-            at_ns: start_ns,
-            duration_ms: cfg.duration_ms,
-        })
-        .await?;
+        h.send(&Cmd::Start { at_ns: start_ns, duration_ms: cfg.duration_ms }).await?;
     }
     if let Some(drop_at) = cfg.drop_at_ms {
         let at = t_start + Duration::from_millis(drop_at);
@@ -726,17 +669,11 @@ async fn drive(
             r.resume_failed = board.resumed.iter().flatten().map(|x| x.2).sum();
         } else {
             r.resume_failed = conns as u64;
-            eprintln!(
-                "\n{}: not every client resumed within the deadline",
-                board.label
-            );
+            eprintln!("\n{}: not every client resumed within the deadline", board.label);
         }
     }
     let send_deadline = t_start + Duration::from_millis(cfg.duration_ms) + Duration::from_secs(60);
-    if !board
-        .wait(rx, send_deadline, |b| Board::all(&b.send_done))
-        .await?
-    {
+    if !board.wait(rx, send_deadline, |b| Board::all(&b.send_done)).await? {
         bail!("senders did not finish in time");
     }
     let mut final_seq: BTreeMap<u64, u64> = BTreeMap::new();
@@ -753,17 +690,20 @@ async fn drive(
         })
         .await?;
     }
-    let deadline =
-        Instant::now() + Duration::from_millis(cfg.drain_timeout_ms) + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_millis(cfg.drain_timeout_ms) + Duration::from_secs(30);
     if !board.wait(rx, deadline, |b| Board::all(&b.results)).await? {
         bail!("workers did not report their results in time");
     }
     let window = t_start.elapsed().as_secs_f64();
     let cpu1 = procfs::sample(pid)?;
+    let machine1 = procfs::machine_cpu()?;
     board.print_progress(true);
     r.rss_after_kib = cpu1.rss_kib;
     r.duration_s = cfg.duration_ms as f64 / 1000.0;
     merge_results(cfg, board, &mut r, window, cpu1.cpu_since(&cpu0), window);
+    let busy = machine1.0.saturating_sub(machine0.0) as f64;
+    r.machine_cpu_pct = busy / (window * 1e6) * 100.0;
+    r.other_cpu_pct = (r.machine_cpu_pct - r.server_cpu_pct - r.generator_cpu_pct).max(0.0);
     Ok(r)
 }
 
@@ -811,11 +751,7 @@ fn merge_results(
         r.generator_cpu_pct = gen_cpu_us as f64 / (gen_window_s * 1e6) * 100.0;
     }
     // Ingest is about sends; everything else about deliveries.
-    let ops = if cfg.scenario == Scenario::Ingest && !cfg.ingest_subscribe {
-        r.acked
-    } else {
-        r.delivered
-    };
+    let ops = if cfg.scenario == Scenario::Ingest && !cfg.ingest_subscribe { r.acked } else { r.delivered };
     if ops > 0 {
         r.server_user_us_per_op = user_us as f64 / ops as f64;
         r.server_sys_us_per_op = sys_us as f64 / ops as f64;
@@ -862,13 +798,12 @@ pub async fn execute(cfg: &RunConfig, env: &Env) -> Result<Outcome> {
         if target == Target::Peer && !cfg.scenario.peer_applies() {
             out.notes.push(format!(
                 "peer skipped: the ws relay has no {} semantics",
-                if cfg.scenario == Scenario::Ingest {
-                    "durable-ack"
-                } else {
-                    "resume"
-                }
+                if cfg.scenario == Scenario::Ingest { "durable-ack" } else { "resume" }
             ));
             continue;
+        }
+        if cfg.wait_idle_ms > 0 {
+            wait_idle(Duration::from_millis(cfg.wait_idle_ms), cfg.quiet).await?;
         }
         let r = match target {
             Target::Ours => run_ours(cfg, env, &mut out).await?,
@@ -882,36 +817,49 @@ pub async fn execute(cfg: &RunConfig, env: &Env) -> Result<Outcome> {
     Ok(out)
 }
 
+/// Wait until the machine's CPU use over one second is below 25 % of a
+/// core, or `limit` has passed (then go on, and say so).
+async fn wait_idle(limit: Duration, quiet: bool) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let a = procfs::machine_cpu()?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = procfs::machine_cpu()?;
+        let pct = (b.0 - a.0) as f64 / 1e4;
+        if pct < 25.0 {
+            return Ok(());
+        }
+        if t0.elapsed() >= limit {
+            if !quiet {
+                eprintln!("machine still busy ({pct:.0} % of a core) after {limit:?}; running anyway");
+            }
+            return Ok(());
+        }
+        if !quiet {
+            eprint!("\rwaiting for the machine to be idle ({pct:.0} % of a core busy)…");
+        }
+    }
+}
+
 async fn run_ours(cfg: &RunConfig, env: &Env, out: &mut Outcome) -> Result<TargetResult> {
     if let Some(url) = &env.server_url {
-        let pid = env
-            .server_pid
-            .ok_or_else(|| anyhow!("--server-url needs --server-pid (for /proc)"))?;
-        let tokens = env
-            .tokens
-            .as_ref()
-            .ok_or_else(|| anyhow!("--server-url needs --tokens (from bench-seed)"))?;
+        let pid = env.server_pid.ok_or_else(|| anyhow!("--server-url needs --server-pid (for /proc)"))?;
+        let tokens =
+            env.tokens.as_ref().ok_or_else(|| anyhow!("--server-url needs --tokens (from bench-seed)"))?;
         let members = servers::load_members(tokens)?;
         let server = Server::external("villagehub", pid, url.clone());
         let mut r = run_target(cfg, Target::Ours, &server, &members).await?;
         r.login_ms = logins(env, &server, &members).await;
         return Ok(r);
     }
-    let bin = env
-        .server_bin
-        .clone()
-        .ok_or_else(|| anyhow!("give --server-bin (or --server-url)"))?;
+    let bin = env.server_bin.clone().ok_or_else(|| anyhow!("give --server-bin (or --server-url)"))?;
     let dir = scratch_dir()?;
     let t0 = Instant::now();
     let tokens = servers::seed(&bin, &dir, cfg.groups, cfg.members)?;
     out.seed_s = Some(t0.elapsed().as_secs_f64());
     let members = servers::load_members(&tokens)?;
     let mut args = Vec::new();
-    if !env
-        .server_args
-        .iter()
-        .any(|a| a.starts_with("--ops-per-sec"))
-    {
+    if !env.server_args.iter().any(|a| a.starts_with("--ops-per-sec")) {
         // Senders post faster than a resident would; the limit is not what
         // is measured here.
         args.extend(["--ops-per-sec", "1000000", "--burst", "1000000"].map(String::from));
@@ -969,9 +917,7 @@ async fn run_peer(cfg: &RunConfig, env: &Env) -> Result<TargetResult> {
         members.insert(g, list);
     }
     if let Some(url) = &env.peer_url {
-        let pid = env
-            .peer_pid
-            .ok_or_else(|| anyhow!("--peer-url needs --peer-pid (for /proc)"))?;
+        let pid = env.peer_pid.ok_or_else(|| anyhow!("--peer-url needs --peer-pid (for /proc)"))?;
         let server = Server::external("ws@8 peer", pid, url.clone());
         return run_target(cfg, Target::Peer, &server, &members).await;
     }

@@ -10,9 +10,7 @@ pub fn new() -> Histogram<u64> {
 
 /// The recorded buckets as (value, count) pairs, for a report line.
 pub fn to_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
-    h.iter_recorded()
-        .map(|v| (v.value_iterated_to(), v.count_at_value()))
-        .collect()
+    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
 }
 
 pub fn add_pairs(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {

@@ -23,10 +23,7 @@ use std::path::Path;
 /// error frame or protocol violation. Takes a few seconds.
 pub async fn smoke(server_bin: &Path) -> Result<coord::TargetResult> {
     let cfg = coord::RunConfig::smoke();
-    let env = coord::Env {
-        server_bin: Some(server_bin.to_path_buf()),
-        ..Default::default()
-    };
+    let env = coord::Env { server_bin: Some(server_bin.to_path_buf()), ..Default::default() };
     let mut out = coord::execute(&cfg, &env).await?;
     let r = out.results.pop().expect("one target");
     let mut problems = r.problems();

@@ -103,6 +103,10 @@ struct RunArgs {
     in_process: bool,
     #[arg(long)]
     quiet: bool,
+    /// Before each target wait up to this many seconds for other processes
+    /// to leave the CPU (0: do not wait).
+    #[arg(long, default_value_t = 0.0)]
+    wait_idle: f64,
 
     /// villagehub binary to seed and start on a scratch data dir.
     #[arg(long, default_value_t = format!("{MANIFEST_DIR}/../target/release/villagehub"))]
@@ -173,6 +177,7 @@ impl RunArgs {
         c.settle_ms = self.settle.map(secs).unwrap_or(c.settle_ms);
         c.in_process = self.in_process;
         c.quiet = self.quiet;
+        c.wait_idle_ms = secs(self.wait_idle);
         c
     }
 
@@ -197,10 +202,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Worker => villagehub_bench::worker::process_main(),
         Cmd::Smoke { server_bin } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             match rt.block_on(villagehub_bench::smoke(&PathBuf::from(&server_bin))) {
                 Ok(r) => {
                     println!("{}", serde_json::to_string(&r)?);
@@ -216,16 +218,9 @@ fn main() -> Result<()> {
         Cmd::Run(args) => {
             let cfg = args.config();
             let env = args.env();
-            let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
-                std::env::args()
-                    .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            });
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let command = std::env::var("BENCH_COMMAND")
+                .unwrap_or_else(|_| std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" "));
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let mut out = rt.block_on(coord::execute(&cfg, &env))?;
             if let Some(note) = &args.note {
                 out.notes.push(note.clone());
@@ -241,5 +236,27 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Quote `a` for a POSIX shell when it needs it, so that the recorded
+/// command can be pasted back.
+fn shell_quote(a: &str) -> String {
+    let plain = !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quoting_keeps_plain_words_and_escapes_quotes() {
+        assert_eq!(shell_quote("--rate=5"), "--rate=5");
+        assert_eq!(shell_quote("lead's run"), "'lead'\\''s run'");
     }
 }

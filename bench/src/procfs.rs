@@ -18,10 +18,7 @@ pub struct Sample {
 impl Sample {
     /// CPU spent between `self` and a later sample, as (user µs, system µs).
     pub fn cpu_since(&self, earlier: &Sample) -> (u64, u64) {
-        (
-            self.user_us.saturating_sub(earlier.user_us),
-            self.sys_us.saturating_sub(earlier.sys_us),
-        )
+        (self.user_us.saturating_sub(earlier.user_us), self.sys_us.saturating_sub(earlier.sys_us))
     }
 }
 
@@ -37,11 +34,7 @@ pub fn sample(pid: &str) -> Result<Sample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let rss_kib = parse_rss(&status).unwrap_or(0);
-    Ok(Sample {
-        user_us,
-        sys_us,
-        rss_kib,
-    })
+    Ok(Sample { user_us, sys_us, rss_kib })
 }
 
 /// (utime, stime) in µs from the text of `/proc/PID/stat`. The command name
@@ -61,11 +54,23 @@ fn parse_rss(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whole-machine CPU from the `cpu` line of `/proc/stat`: (busy µs, all µs)
+/// summed over every core, so that time used by processes outside the run
+/// (another build, a browser test) can be reported next to the figures.
+pub fn machine_cpu() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().find(|l| l.starts_with("cpu ")).context("no cpu line in /proc/stat")?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().sum();
+    // idle and iowait are the 4th and 5th columns.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    let us = 1_000_000 / TICKS_PER_SEC;
+    Ok(((total - idle) * us, total * us))
+}
+
 /// The machine, for the results table: cores, CPU model, memory.
 pub fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -94,7 +99,8 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
-        let stat = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 1000 200";
+        let stat =
+            "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 1000 200";
         assert_eq!(parse_stat(stat), Some((2_500_000, 750_000)));
     }
 
@@ -102,6 +108,12 @@ mod tests {
     fn rss_is_read_in_kib() {
         let status = "Name:\tx\nVmPeak:\t 100 kB\nVmRSS:\t    5120 kB\n";
         assert_eq!(parse_rss(status), Some(5120));
+    }
+
+    #[test]
+    fn machine_cpu_is_read() {
+        let (busy, total) = machine_cpu().unwrap();
+        assert!(total > 0 && busy <= total);
     }
 
     #[test]

@@ -9,9 +9,7 @@ use std::process::Command;
 
 /// `git rev-parse --short HEAD`, `+dirty` when the tree has changes.
 pub fn git_commit() -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output();
+    let out = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output();
     let Ok(out) = out else {
         return "unknown".into();
     };
@@ -80,23 +78,18 @@ fn ms(us: u64) -> String {
 /// The Markdown section for one run.
 pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
     let mut s = String::new();
-    s.push_str(&format!(
-        "\n### {} — {} — commit {}\n\n",
-        cfg.scenario.as_str(),
-        utc_now(),
-        git_commit()
-    ));
+    s.push_str(&format!("\n### {} — {} — commit {}\n\n", cfg.scenario.as_str(), utc_now(), git_commit()));
     s.push_str(&format!("```\n{command}\n```\n\n"));
     s.push_str(&format!("Machine: {}.", crate::procfs::machine()));
     if let Some(seed) = out.seed_s {
         s.push_str(&format!(" Seeding took {seed:.1} s."));
     }
     s.push_str("\n\n");
-    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % | other CPU % |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in &out.results {
         s.push_str(&format!(
-            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} |\n",
+            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} | {:.0} |\n",
             r.target,
             r.connected,
             r.conns,
@@ -118,15 +111,14 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
             r.server_cpu_pct,
             r.rss_per_conn_kib,
             r.generator_cpu_pct,
+            r.other_cpu_pct,
         ));
     }
     for r in &out.results {
         s.push_str(&extra_lines(r));
     }
     if let Some(ratio) = ratio(out) {
-        s.push_str(&format!(
-            "\nServer CPU per delivery, ours ÷ peer: **{ratio:.2}** (target ≤ 0.8).\n"
-        ));
+        s.push_str(&format!("\nServer CPU per delivery, ours ÷ peer: **{ratio:.2}** (target ≤ 0.8).\n"));
     }
     for n in &out.notes {
         s.push_str(&format!("\nNote: {n}\n"));
@@ -136,7 +128,12 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
 
 fn extra_lines(r: &TargetResult) -> String {
     let mut s = String::new();
-    if r.acked > 0 || r.sent > 0 {
+    if r.target == "peer" && r.sent > 0 {
+        s.push_str(&format!(
+            "\n{}: sent {} posts (relayed, the peer has no acks); mean frame {:.0} bytes.\n",
+            r.target, r.sent, r.mean_frame_bytes
+        ));
+    } else if r.acked > 0 || r.sent > 0 {
         s.push_str(&format!(
             "\n{}: sent {}, acked {} ({:.0}/s over {:.1} s){}; ack latency p50 {} ms, p99 {} ms, max {} ms; mean frame {:.0} bytes.\n",
             r.target,
@@ -183,20 +180,13 @@ fn extra_lines(r: &TargetResult) -> String {
     }
     let problems = r.problems();
     if !problems.is_empty() {
-        s.push_str(&format!(
-            "\n{} problems: {}.\n",
-            r.target,
-            problems.join("; ")
-        ));
+        s.push_str(&format!("\n{} problems: {}.\n", r.target, problems.join("; ")));
     }
     s
 }
 
 pub fn append(path: &Path, text: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }

@@ -23,8 +23,7 @@ pub struct Member {
 /// Members by group, in file order (the first of each group is its
 /// secretary).
 pub fn load_members(path: &Path) -> Result<BTreeMap<u64, Vec<Member>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut groups: BTreeMap<u64, Vec<Member>> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -57,13 +56,7 @@ impl Server {
             .and_then(|hp| hp.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        Server {
-            name,
-            pid,
-            ws_url,
-            http_port,
-            child: None,
-        }
+        Server { name, pid, ws_url, http_port, child: None }
     }
 
     /// SIGTERM, then SIGKILL after 5 s; only for a process we started.
@@ -71,10 +64,7 @@ impl Server {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -147,10 +137,7 @@ pub fn start_ours(bin: &Path, data_dir: &Path, extra: &[String]) -> Result<Serve
 pub fn start_peer(script: &Path) -> Result<Server> {
     let dir = script.parent().unwrap_or(Path::new("."));
     if !dir.join("node_modules/ws").is_dir() {
-        bail!(
-            "the ws peer is not installed: run `npm ci` in {}",
-            dir.display()
-        );
+        bail!("the ws peer is not installed: run `npm ci` in {}", dir.display());
     }
     let mut cmd = Command::new("node");
     cmd.arg(script)
@@ -248,14 +235,8 @@ mod tests {
 
     #[test]
     fn ports_are_read_from_listening_lines() {
-        assert_eq!(
-            port_at_end("villagehub listening on http://127.0.0.1:40123").unwrap(),
-            40123
-        );
-        assert_eq!(
-            port_at_end("ws-room-server listening on ws://127.0.0.1:555/").unwrap(),
-            555
-        );
+        assert_eq!(port_at_end("villagehub listening on http://127.0.0.1:40123").unwrap(), 40123);
+        assert_eq!(port_at_end("ws-room-server listening on ws://127.0.0.1:555/").unwrap(), 555);
     }
 
     #[test]

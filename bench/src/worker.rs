@@ -32,10 +32,7 @@ type Ws = WebSocketStream<TcpStream>;
 /// reads the same clock, so a timestamp written by a sender in one worker can
 /// be subtracted from the receive time in another.
 pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// The instant at which CLOCK_REALTIME will read `ns` (now if past).
@@ -108,9 +105,7 @@ pub async fn run(
     let n_senders = plan.conns.iter().filter(|c| c.send.is_some()).count() as u64;
     let sh = Arc::new(Shared {
         addr,
-        ws_config: WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
-            .write_buffer_size(0),
+        ws_config: WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0),
         connect_gate: Semaphore::new(plan.connect_concurrency.max(1)),
         connected: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -125,10 +120,7 @@ pub async fn run(
         final_seq: Mutex::new(BTreeMap::new()),
         latency: Mutex::new(hist::new()),
         ack_latency: Mutex::new(hist::new()),
-        result: Mutex::new(WorkerResult {
-            worker,
-            ..Default::default()
-        }),
+        result: Mutex::new(WorkerResult { worker, ..Default::default() }),
         changed: Notify::new(),
         plan: Arc::new(plan),
     });
@@ -267,13 +259,9 @@ pub async fn run(
 
 /// `ws://127.0.0.1:8080/ws` → 127.0.0.1:8080.
 fn addr_of(url: &str) -> Result<SocketAddr> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| anyhow!("url must start with ws://: {url}"))?;
+    let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow!("url must start with ws://: {url}"))?;
     let hostport = rest.split('/').next().unwrap_or(rest);
-    hostport
-        .parse()
-        .with_context(|| format!("url must name an IPv4 address and port: {url}"))
+    hostport.parse().with_context(|| format!("url must name an IPv4 address and port: {url}"))
 }
 
 /// The few fields of a server frame the receive path needs. Unknown fields
@@ -533,13 +521,7 @@ impl Conn {
     }
 
     async fn post(&mut self, ws: &mut Ws, now: i64) -> Result<()> {
-        let text = message_text(
-            now,
-            self.sh.plan.worker,
-            self.idx,
-            self.posts,
-            self.sh.plan.text_bytes,
-        );
+        let text = message_text(now, self.sh.plan.worker, self.idx, self.posts, self.sh.plan.text_bytes);
         self.posts += 1;
         let json = match self.sh.plan.target {
             Target::Ours => {
@@ -549,21 +531,14 @@ impl Conn {
                     id,
                     group: self.cp.group,
                     channel: Channel::Chat,
-                    body: MessageBody {
-                        text,
-                        reply_to: None,
-                    },
+                    body: MessageBody { text, reply_to: None },
                     client_key: format!(
                         "b{}-{}-{}-{}",
                         self.sh.plan.worker, self.idx, self.cp.account, self.posts
                     ),
                 };
                 let json = serde_json::to_string(&op)?;
-                self.inflight.push_back(InFlight {
-                    id,
-                    json: json.clone(),
-                    at: Instant::now(),
-                });
+                self.inflight.push_back(InFlight { id, json: json.clone(), at: Instant::now() });
                 json
             }
             Target::Peer => {
@@ -583,10 +558,7 @@ impl Conn {
                         migrant: false,
                     },
                     channel: Channel::Chat,
-                    body: EventBody::Message(MessageBody {
-                        text,
-                        reply_to: None,
-                    }),
+                    body: EventBody::Message(MessageBody { text, reply_to: None }),
                 });
                 serde_json::to_string(&ev)?
             }
@@ -691,9 +663,7 @@ impl Conn {
     /// A reply outside the handshake: `sent` acks and errors.
     fn on_reply(&mut self, frame: ServerFrame) {
         match frame {
-            ServerFrame::Sent {
-                id, seq, duplicate, ..
-            } => {
+            ServerFrame::Sent { id, seq, duplicate, .. } => {
                 match self.inflight.front() {
                     Some(f) if f.id == id => {
                         let f = self.inflight.pop_front().expect("front");
@@ -808,13 +778,9 @@ impl Conn {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let hello = ClientOp::Hello {
-            id,
-            token: self.cp.token.clone(),
-            client: Some("villagehub-bench/0.1".into()),
-        };
-        ws.send(Message::text(serde_json::to_string(&hello)?))
-            .await?;
+        let hello =
+            ClientOp::Hello { id, token: self.cp.token.clone(), client: Some("villagehub-bench/0.1".into()) };
+        ws.send(Message::text(serde_json::to_string(&hello)?)).await?;
         match self.await_reply(&mut ws, id).await? {
             ServerFrame::Welcome(w) if w.groups.iter().any(|g| g.id == self.cp.group) => {}
             ServerFrame::Welcome(_) => bail!("refused: welcome does not list the member's group"),
@@ -828,28 +794,22 @@ impl Conn {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let sub = ClientOp::Subscribe {
-            id,
-            group: self.cp.group,
-            since,
-        };
+        let sub = ClientOp::Subscribe { id, group: self.cp.group, since };
         ws.send(Message::text(serde_json::to_string(&sub)?)).await?;
         match self.await_reply(&mut ws, id).await? {
-            ServerFrame::Subscribed { group, head, .. } if group == self.cp.group => {
-                match self.base {
-                    None => {
-                        self.base = Some(head);
-                        self.last = head;
-                    }
-                    Some(_) => {
-                        if head < self.last {
-                            self.violation("head below an event already received");
-                        } else if head > self.last {
-                            self.catch_up_to = Some(head);
-                        }
+            ServerFrame::Subscribed { group, head, .. } if group == self.cp.group => match self.base {
+                None => {
+                    self.base = Some(head);
+                    self.last = head;
+                }
+                Some(_) => {
+                    if head < self.last {
+                        self.violation("head below an event already received");
+                    } else if head > self.last {
+                        self.catch_up_to = Some(head);
                     }
                 }
-            }
+            },
             ServerFrame::Error { code, message, .. } => {
                 bail!("refused: subscribe → {}: {message}", code.as_str())
             }
@@ -862,10 +822,7 @@ impl Conn {
     /// meanwhile (acks of re-sent posts, stray events) goes the usual way.
     async fn await_reply(&mut self, ws: &mut Ws, id: u64) -> Result<ServerFrame> {
         loop {
-            let msg = ws
-                .next()
-                .await
-                .ok_or_else(|| anyhow!("closed during handshake"))??;
+            let msg = ws.next().await.ok_or_else(|| anyhow!("closed during handshake"))??;
             let Message::Text(t) = msg else {
                 if let Message::Close(f) = msg {
                     bail!("closed during handshake: {f:?}");
@@ -924,16 +881,11 @@ fn parse_sent_ns(text: &str) -> Option<i64> {
 /// Entry point of `villagehub-bench worker`: the plan is the first line on
 /// stdin, commands follow one per line; reports go to stdout, one per line.
 pub fn process_main() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        let first = lines
-            .next_line()
-            .await?
-            .ok_or_else(|| anyhow!("no plan on stdin"))?;
+        let first = lines.next_line().await?.ok_or_else(|| anyhow!("no plan on stdin"))?;
         let plan: WorkerPlan = serde_json::from_str(&first).context("bad plan")?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (rep_tx, mut rep_rx) = mpsc::unbounded_channel::<Report>();
@@ -960,10 +912,7 @@ pub fn process_main() -> Result<()> {
         let worker = plan.worker;
         let rep = rep_tx.clone();
         if let Err(e) = run(plan, cmd_rx, rep_tx).await {
-            let _ = rep.send(Report::Fatal {
-                worker,
-                message: format!("{e:#}"),
-            });
+            let _ = rep.send(Report::Fatal { worker, message: format!("{e:#}") });
         }
         drop(rep);
         let _ = writer.await;
@@ -984,10 +933,7 @@ mod tests {
 
     #[test]
     fn url_gives_the_socket_address() {
-        assert_eq!(
-            addr_of("ws://127.0.0.1:4000/ws").unwrap(),
-            "127.0.0.1:4000".parse().unwrap()
-        );
+        assert_eq!(addr_of("ws://127.0.0.1:4000/ws").unwrap(), "127.0.0.1:4000".parse().unwrap());
         assert!(addr_of("http://x").is_err());
     }
 
@@ -997,18 +943,9 @@ mod tests {
             group: 4,
             seq: 9,
             ts: 1,
-            author: Author {
-                id: 7,
-                name: "王秀英".into(),
-                role: Role::Member,
-                party: false,
-                migrant: false,
-            },
+            author: Author { id: 7, name: "王秀英".into(), role: Role::Member, party: false, migrant: false },
             channel: Channel::Chat,
-            body: EventBody::Message(MessageBody {
-                text: "hello \"quoted\"".into(),
-                reply_to: None,
-            }),
+            body: EventBody::Message(MessageBody { text: "hello \"quoted\"".into(), reply_to: None }),
         });
         let json = serde_json::to_string(&ev).unwrap();
         let f: LiteFrame = serde_json::from_str(&json).unwrap();

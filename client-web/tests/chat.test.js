@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep, postAs,
+  doubles,
 } from './helpers.js';
 
 let server;
@@ -95,7 +96,10 @@ test('two residents of one village see each other; a resident of another village
   assert.ok(!(await shownTexts(alice.page)).includes(hers));
   assert.ok(!(await shownTexts(bob.page)).includes(hers));
 
-  for (const p of [alice, bob, carol]) assert.deepEqual(p.errors, [], 'no page errors');
+  for (const p of [alice, bob, carol]) {
+    assert.deepEqual(p.errors, [], 'no page errors');
+    assert.deepEqual(await doubles(p.page), [], 'no message was ever visible twice');
+  }
 });
 
 test('history pages upward: older messages load above, each once, until there are no more', async () => {
@@ -115,9 +119,17 @@ test('history pages upward: older messages load above, each once, until there ar
   // Tap "show older" until it says there is nothing older.
   const settled = () => p.page.waitForSelector('#older:is([data-state="more"], [data-state="end"])');
   await settled();
+  // Scrolling to the top loads the previous page by itself...
+  const n0 = (await shownTexts(p.page)).length;
+  await p.page.evaluate(() => { document.querySelector('#messages').scrollTop = 0; });
+  await p.page.waitForFunction((n) => document.querySelectorAll('#msglist .msg').length > n, n0);
+  await settled();
+  // ...and the button does the same for those who do not scroll.
   for (let i = 0; i < 10 && (await p.page.getAttribute('#older', 'data-state')) === 'more'; i++) {
     const before = (await shownTexts(p.page)).length;
-    await p.page.click('#load-older');
+    // Clicked in place: scrolling the button into view would itself load the
+    // next page (reaching the top loads more), racing the click.
+    await p.page.evaluate(() => document.querySelector('#load-older')?.click());
     await p.page.waitForFunction((n) => document.querySelectorAll('#msglist .msg').length > n, before);
     await settled();
   }

@@ -31,9 +31,9 @@ const LISTENING = /villagehub listening on (http:\/\/127\.0\.0\.1:(\d+))/;
  * `listen` defaults to port 0; pass the old address to restart on the same
  * port, so that the browser's reconnects find it again.
  */
-export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true, timeoutMs = 60_000 }) {
+export async function startServer({ dataDir, listen = '127.0.0.1:0', demo = true, extra = [], timeoutMs = 60_000 }) {
   if (!existsSync(BIN)) throw new Error(`server binary not found at ${BIN}: run cargo build -p villagehub (or set VILLAGEHUB_BIN)`);
-  const args = ['--listen', listen, '--data-dir', dataDir];
+  const args = ['--listen', listen, '--data-dir', dataDir, ...extra];
   if (demo) args.push('--demo');
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let out = '';
@@ -123,6 +123,7 @@ export async function launchPhone({ width = 360, height = 740 } = {}) {
     locale: 'zh-CN',
     timezoneId: 'Asia/Shanghai',
   });
+  await watchDoubles(context);
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -225,4 +226,36 @@ export async function postAs(page, phone, items, replyTo) {
     return out;
   }, [phone, PASSWORD, list]);
   return Array.isArray(items) ? seqs : seqs[0];
+}
+
+/**
+ * Installs, in every page of the context, a watcher that records any moment
+ * at which one message text is visible twice (a confirmed message and a
+ * greyed copy, or two confirmed ones): "never shown twice" must hold at every
+ * frame, not only once things settle. Read the record with `doubles(page)`.
+ */
+export async function watchDoubles(context) {
+  await context.addInitScript(() => {
+    window.__vhDoubles = [];
+    const check = () => {
+      const seen = new Set();
+      const visible = [...document.querySelectorAll('#msglist .msg .text, #pending .msg:not([hidden]) .text')];
+      for (const el of visible) {
+        const text = el.textContent;
+        if (seen.has(text)) window.__vhDoubles.push(text);
+        seen.add(text);
+      }
+    };
+    let scheduled = false;
+    new MutationObserver(() => {
+      if (scheduled) return;
+      scheduled = true;
+      // After the current task's DOM changes, before the next paint.
+      queueMicrotask(() => { scheduled = false; check(); });
+    }).observe(document, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] });
+  });
+}
+
+export async function doubles(page) {
+  return page.evaluate(() => [...new Set(window.__vhDoubles || [])]);
 }

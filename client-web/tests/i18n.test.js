@@ -31,3 +31,16 @@ test('every t() key used by the app exists', () => {
     assert.doesNotMatch(code, /[\u4e00-\u9fff]/, `${f} holds Chinese text outside i18n.js`);
   }
 });
+
+test('every error code and close code of the protocol has a friendly message', () => {
+  const { 'zh-CN': zh, en } = tables();
+  const lib = readFileSync(path.join(here, '..', '..', 'protocol', 'src', 'lib.rs'), 'utf8');
+  const codes = [...lib.matchAll(/ErrorCode::\w+ => "(\w+)"/g)].map((m) => m[1]);
+  assert.ok(codes.length >= 10, `found the error codes in protocol/src/lib.rs (${codes})`);
+  for (const c of codes) {
+    assert.ok(zh[`error.${c}`] && en[`error.${c}`], `no message for error code ${c}`);
+  }
+  const closes = [...lib.matchAll(/pub const \w+: u16 = (\d+);/g)].map((m) => m[1]).filter((c) => c !== '1001');
+  assert.ok(closes.length >= 4, `found the close codes (${closes})`);
+  for (const c of closes) assert.ok(zh[`error.close.${c}`] && en[`error.close.${c}`], `no message for close code ${c}`);
+});

@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep,
+  doubles,
 } from './helpers.js';
 
 let server;
@@ -108,7 +109,10 @@ test('messages typed across two server restarts are all there, exactly once', as
   await waitForChat(newcomer.page);
   await converged(newcomer.page);
 
-  for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
+  for (const p of phones) {
+    assert.deepEqual(p.errors, [], 'no page errors');
+    assert.deepEqual(await doubles(p.page), [], 'no message was ever visible twice');
+  }
 });
 
 async function waitForConnected(page) {
@@ -175,5 +179,66 @@ test('a message queued offline survives closing the page, and a re-sent key neve
   assert.equal(offlineKeys.size, 1, 'one client_key per message, however often it is sent');
   assert.equal(sends.filter((op) => op.client_key === key).length, 2, 'the lost-reply message was re-sent once, same key');
   assert.equal(await page.evaluate((acc) => JSON.parse(localStorage.getItem(`vh.outbox.${acc}`)).length, used.acc), 0);
+  assert.deepEqual(p.errors, [], 'no page errors');
+  assert.deepEqual(await doubles(page), [], 'the re-sent message was never visible twice');
+});
+
+test('a send whose reply is lost is re-sent with its key; the message is never on screen twice', async () => {
+  const p = await phone();
+  const run = Date.now().toString(36);
+  const lost = `回执丢失的消息 ${run}`;
+  const keys = [];
+  let dropped = false;
+  // Between page and server: forward everything, except that the `sent`
+  // reply for `lost` is swallowed and the connection then cut — as if the
+  // network died after the server committed the message but before the
+  // reply got through. Without care, the resume would show the replayed
+  // message next to its greyed queued copy until the re-send's reply.
+  await p.page.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    let lostId = null;
+    ws.onMessage((m) => {
+      const op = JSON.parse(String(m));
+      if (op.op === 'send' && op.body.text === lost) {
+        keys.push(op.client_key);
+        if (!dropped) lostId = op.id;
+      }
+      server.send(m);
+    });
+    server.onMessage((m) => {
+      const f = JSON.parse(String(m));
+      if (lostId !== null && f.type === 'sent' && f.id === lostId) {
+        dropped = true;
+        lostId = null;
+        ws.close({ code: 4008, reason: 'test: reply lost' });
+        server.close();
+        return;
+      }
+      if (f.type === 'sent' && f.duplicate) {
+        // A slow network: the duplicate's reply comes well after the resume
+        // has replayed the message itself.
+        setTimeout(() => ws.send(m), 400);
+        return;
+      }
+      ws.send(m);
+    });
+    ws.onClose(() => server.close());
+    server.onClose(() => ws.close());
+  });
+  await login(p.page, server.url, demoPhone(3, 6));
+  await waitForChat(p.page);
+  await sendText(p.page, 'before');
+  await p.page.waitForFunction(() => !document.querySelector('#pending .msg'));
+  await sendText(p.page, lost);
+  await p.page.waitForFunction((t) => {
+    const shown = [...document.querySelectorAll('#msglist .msg .text')].map((e) => e.textContent);
+    return shown.includes(t) && !document.querySelector('#pending .msg');
+  }, lost, { timeout: 30_000 });
+  await p.page.waitForSelector('#conn[data-state="connected"]');
+  assert.ok(dropped, 'the reply was dropped and the connection cut');
+  assert.equal(keys.length, 2, 'sent twice');
+  assert.equal(keys[0], keys[1], 'with the same client_key');
+  assert.equal((await shownTexts(p.page)).filter((t) => t === lost).length, 1);
+  assert.deepEqual(await doubles(p.page), [], 'never visible twice, not even for a frame');
   assert.deepEqual(p.errors, [], 'no page errors');
 });

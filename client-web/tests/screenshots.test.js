@@ -47,6 +47,9 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await page.goto(`${server.url}/`);
   await page.waitForSelector('#login-submit');
   await shot(page, 'web-01-login');
+  await page.click('#large-toggle');
+  await shot(page, 'web-01b-login-large');
+  await page.click('#large-toggle');
 
   await page.fill('#phone', demoPhone(1, 3));
   await page.fill('#password', 'wrong');
@@ -110,6 +113,21 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await shot(page, 'web-08-chat-en');
   await page.click('.back');
   await page.click('#lang-toggle');
+
+  // Offline: the state is plain to see, and what is written waits greyed.
+  await page.click('.group-card');
+  await waitForChat(page);
+  const listen = server.listen;
+  await server.stop();
+  await page.waitForSelector('#conn:not([data-state="connected"])');
+  await sendText(page, '网断了也能先写，联网后自动发出。');
+  await page.waitForSelector('#pending .msg');
+  await page.waitForSelector('#conn[data-state="offline"]', { timeout: 20_000 });
+  await shot(page, 'web-09-chat-offline');
+  server = await startServer({ dataDir, listen, demo: false });
+  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 40_000 });
+  await page.waitForFunction(() => document.querySelectorAll('#pending .msg').length === 0);
+  await page.click('.back');
 
   // Logout returns to the login screen and forgets the token.
   await page.click('#logout');

@@ -30,11 +30,23 @@ pub fn demo_phone(group: usize, person: usize) -> String {
 /// How long any single expected frame may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How to start the server process, beyond its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// RLIMIT_NOFILE for the server process.
+    pub open_files: Option<u64>,
+    /// Write the server's stderr (its logs) to this file.
+    pub stderr: Option<PathBuf>,
+    /// Extra environment, e.g. VILLAGEHUB_LOG.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    options: Options,
     /// Keeps the temp dir alive as long as the server value.
     _temp: Option<tempfile::TempDir>,
 }
@@ -50,17 +62,21 @@ impl Server {
 
     /// Starts on an existing data directory (demo data created if empty).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data_dir, extra, Options::default())
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str], options: Options) -> Server {
         let mut args: Vec<String> =
             vec!["--data-dir".into(), data_dir.display().to_string(), "--demo".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, addr) = spawn(&args, "127.0.0.1:0");
-        Server { child: Some(child), addr, data_dir: data_dir.to_path_buf(), args, _temp: None }
+        let (child, addr) = spawn(&args, "127.0.0.1:0", &options);
+        Server { child: Some(child), addr, data_dir: data_dir.to_path_buf(), args, options, _temp: None }
     }
 
     /// Starts the same binary again on the same data dir and port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
-        let (child, addr) = spawn(&self.args, &self.addr.to_string());
+        let (child, addr) = spawn(&self.args, &self.addr.to_string(), &self.options);
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }
@@ -151,7 +167,11 @@ impl Server {
 
     /// Logged in and said hello.
     pub async fn client(&self, phone: &str) -> (Client, Welcome) {
-        let token = self.token(phone).await;
+        self.client_with_password(phone, DEMO_PASSWORD).await
+    }
+
+    pub async fn client_with_password(&self, phone: &str, password: &str) -> (Client, Welcome) {
+        let token = self.login(phone, password).await.unwrap().token;
         let mut client = self.connect().await;
         let welcome = client.hello(&token).await;
         (client, welcome)
@@ -167,15 +187,31 @@ impl Drop for Server {
     }
 }
 
-fn spawn(args: &[String], listen: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_villagehub"))
-        .args(args)
-        .args(["--listen", listen])
-        .env("VILLAGEHUB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start villagehub");
+fn spawn(args: &[String], listen: &str, options: &Options) -> (Child, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_villagehub"));
+    command.args(args).args(["--listen", listen]).env("VILLAGEHUB_LOG", "warn").stdout(Stdio::piped());
+    for (key, value) in &options.env {
+        command.env(key, value);
+    }
+    match &options.stderr {
+        Some(path) => command.stderr(std::fs::File::create(path).unwrap()),
+        None => command.stderr(Stdio::inherit()),
+    };
+    if let Some(limit) = options.open_files {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+        // fork and exec here.
+        unsafe {
+            command.pre_exec(move || {
+                let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("start villagehub");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -474,4 +510,104 @@ pub fn assert_contiguous(seqs: &[u64], from: u64, to: u64) {
             seqs.iter().zip(&expected).filter(|(a, b)| a != b).take(5).collect::<Vec<_>>()
         );
     }
+}
+
+/// A real `redis-server` on a free port, with its data in a temp dir and
+/// every write fsynced (appendfsync always), as a cluster deployment needs.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Redis { child: None, port, dir: tempfile::tempdir().unwrap() };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts (again) on the same port and data dir.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--loglevel", "warning"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    return;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The token key every node of a test cluster shares.
+pub const CLUSTER_TOKEN_KEY: &str = "cluster-test-key-0123456789abcdef";
+
+/// A cluster node on `redis` (demo data is created once, by the first node).
+pub fn cluster_node(redis: &Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str(), "--token-key", CLUSTER_TOKEN_KEY];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// A row of the events table: log, seq, ts, author, client_key, kind, frame.
+pub type StoredRow = (i64, i64, i64, i64, Option<String>, String, String);
+
+/// Every stored event of a node's SQLite file, in log and seq order.
+pub fn stored_events(data_dir: &Path) -> Vec<StoredRow> {
+    let conn = rusqlite::Connection::open(data_dir.join("villagehub.sqlite3")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT log, seq, ts, author, client_key, kind, frame FROM events ORDER BY log, seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Runs a `villagehub` subcommand to completion; returns its stdout.
+pub fn run_command(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_villagehub")).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "villagehub {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
