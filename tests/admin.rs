@@ -116,9 +116,9 @@ secretary = { name = "王一", phone = "13700000001" }
 
     // What the commands did is what the server serves.
     assert_eq!(server.login("13700000001", &password).await.unwrap_err().0, 401);
-    let (_, welcome) = server.client_with("13700000001", "new-secret-1").await;
+    let (_, welcome) = server.client_with_password("13700000001", "new-secret-1").await;
     assert_eq!(welcome.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), vec!["刘行村"]);
-    let (_, welcome) = server.client_with("13700000009", "officer-123").await;
+    let (_, welcome) = server.client_with_password("13700000009", "officer-123").await;
     assert_eq!(welcome.groups.len(), 2, "a town officer sees every group of the town");
     assert!(welcome.account.party);
     let (status, error) = server.login("13700000010", "member-123").await.unwrap_err();

@@ -157,14 +157,6 @@ impl Server {
         Client { ws, next_id: 1, events: VecDeque::new(), notices: VecDeque::new() }
     }
 
-    /// Logged in with a password and said hello.
-    pub async fn client_with(&self, phone: &str, password: &str) -> (Client, Welcome) {
-        let token = self.login(phone, password).await.unwrap().token;
-        let mut client = self.connect().await;
-        let welcome = client.hello(&token).await;
-        (client, welcome)
-    }
-
     /// Logged in and said hello.
     pub async fn client(&self, phone: &str) -> (Client, Welcome) {
         self.client_with_password(phone, DEMO_PASSWORD).await
