@@ -85,13 +85,12 @@ impl Accounts {
 /// every account concerned by the changes applied since the last call.
 /// `Directory::apply` queues them (`People::applied`); this drains it.
 pub fn after_commit(accounts: &Accounts, directory: &RwLock<Directory>) {
-    let applied = {
-        let mut dir = directory.write().unwrap();
-        if dir.people.applied.is_empty() {
-            return;
-        }
-        std::mem::take(&mut dir.people.applied)
-    };
+    // A read lock to look (most batches are chat messages only), the write
+    // lock only to take what is there.
+    if directory.read().unwrap().people.applied.is_empty() {
+        return;
+    }
+    let applied = std::mem::take(&mut directory.write().unwrap().people.applied);
     for (seq, change) in &applied {
         notify_change(accounts, *seq, change);
     }
