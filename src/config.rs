@@ -125,6 +125,12 @@ pub struct ServeArgs {
     /// Login and register attempts allowed per source address per minute.
     #[arg(long)]
     pub login_attempts_per_address: Option<u32>,
+    /// Address of a reverse proxy (repeatable). For requests from it, the
+    /// client address used by the login limits is the last address of
+    /// `X-Forwarded-For` — otherwise every login behind the proxy would
+    /// count against the proxy's one address.
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -171,6 +177,7 @@ struct FileConfig {
     external_jwt_issuer: Option<String>,
     login_failures_per_phone: Option<u32>,
     login_attempts_per_address: Option<u32>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
 }
 
 /// The resolved configuration of a running server.
@@ -201,6 +208,7 @@ pub struct AuthConfig {
     pub external_issuer: Option<String>,
     pub login_failures_per_phone: u32,
     pub login_attempts_per_address: u32,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for AuthConfig {
@@ -211,6 +219,7 @@ impl Default for AuthConfig {
             external_issuer: None,
             login_failures_per_phone: 5,
             login_attempts_per_address: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -328,6 +337,11 @@ impl ServeArgs {
                 .login_attempts_per_address
                 .or(file.login_attempts_per_address)
                 .unwrap_or(auth_defaults.login_attempts_per_address),
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                file.trusted_proxies.unwrap_or_default()
+            } else {
+                self.trusted_proxies
+            },
         };
         if let Some(key) = &auth.external_hs256_key {
             anyhow::ensure!(key.len() >= 32, "external_jwt_hs256_key must be at least 32 characters");

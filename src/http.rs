@@ -72,6 +72,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request: LoginRequest = match serde_json::from_slice(&body) {
@@ -80,7 +81,7 @@ async fn login(
     };
     let hub = state.hub.clone();
     let phone = request.phone.trim().to_string();
-    if !hub.login_limiter.attempt(peer.ip(), &phone) {
+    if !hub.login_limiter.attempt(client_address(&hub, peer, &headers), &phone) {
         return api_error(ErrorCode::RateLimited, "too many login attempts; wait and try again");
     }
     let found = {
@@ -120,6 +121,23 @@ async fn login(
     }
 }
 
+/// The client's address for the login limits: the TCP peer, or — when the
+/// peer is a trusted reverse proxy — the last address in `X-Forwarded-For`
+/// (the one the proxy itself saw).
+fn client_address(hub: &Hub, peer: std::net::SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if !hub.config.auth.trusted_proxies.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .next_back()
+        .unwrap_or(peer.ip())
+}
+
 /// The answer to every well-formed registration, whether or not the phone
 /// was already registered: the reply never tells.
 fn registration_received() -> Response {
@@ -138,10 +156,11 @@ fn registration_received() -> Response {
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let hub = state.hub.clone();
-    if !hub.login_limiter.request(peer.ip()) {
+    if !hub.login_limiter.request(client_address(&hub, peer, &headers)) {
         return api_error(ErrorCode::RateLimited, "too many requests; wait and try again");
     }
     let request: RegisterRequest = match serde_json::from_slice(&body) {

@@ -223,3 +223,43 @@ async fn http_with_auth(server: &Server, path: &str, token: &str) -> (u16, Strin
     .await
     .unwrap()
 }
+
+/// `POST /api/login` as relayed by a proxy for client `forwarded_for`.
+async fn login_via_proxy(server: &Server, forwarded_for: &str, phone: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = server.addr;
+    let body = json!({"phone": phone, "password": DEMO_PASSWORD}).to_string();
+    let forwarded_for = forwarded_for.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nX-Forwarded-For: {forwarded_for}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split(' ').nth(1).unwrap().parse().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limit_is_per_client_address() {
+    let server = Server::start(&["--login-attempts-per-address", "2", "--trusted-proxy", "127.0.0.1"]);
+    let phone = demo_phone(1, 3);
+    assert_eq!(login_via_proxy(&server, "10.0.0.1", &phone).await, 200);
+    assert_eq!(login_via_proxy(&server, "10.0.0.1", &phone).await, 200);
+    assert_eq!(login_via_proxy(&server, "10.0.0.1", &phone).await, 429);
+    // Another client behind the same proxy has its own allowance; the last
+    // address of the header is the one the proxy saw.
+    assert_eq!(login_via_proxy(&server, "10.0.0.1, 10.0.0.2", &phone).await, 200);
+
+    // Without --trusted-proxy the header is ignored: everyone is 127.0.0.1.
+    let direct = Server::start(&["--login-attempts-per-address", "2"]);
+    assert_eq!(login_via_proxy(&direct, "10.0.0.1", &phone).await, 200);
+    assert_eq!(login_via_proxy(&direct, "10.0.0.2", &phone).await, 200);
+    assert_eq!(login_via_proxy(&direct, "10.0.0.3", &phone).await, 429);
+}
