@@ -233,7 +233,14 @@ pub struct TargetResult {
     /// Machine − server − generator: other processes competing for the
     /// cores during the window (should be near 0 for clean figures).
     pub other_cpu_pct: f64,
+    /// Time the server's threads waited for a core while runnable, as % of
+    /// the window (from schedstat): high means the figures were taken on a
+    /// crowded machine.
+    pub server_run_delay_pct: f64,
     pub login_ms: Vec<f64>,
+    /// Change of the server's own `/metrics` counters over the window
+    /// (villagehub only): commits, batches, deliveries, overflows.
+    pub server_metrics: BTreeMap<String, f64>,
     pub errors: BTreeMap<String, u64>,
     pub violations: BTreeMap<String, u64>,
 }
@@ -583,7 +590,7 @@ pub async fn run_target(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = spawn_workers(plans, cfg.in_process, tx).await?;
     let mut board = Board::new(label.clone(), n, cfg.quiet);
-    let result = drive(cfg, &pid, &mut board, &mut rx, &mut handles, before).await;
+    let result = drive(cfg, &pid, server.http_port, &mut board, &mut rx, &mut handles, before).await;
     board.end_progress();
     for h in &mut handles {
         h.finish().await;
@@ -597,6 +604,7 @@ pub async fn run_target(
 async fn drive(
     cfg: &RunConfig,
     pid: &str,
+    http_port: u16,
     board: &mut Board,
     rx: &mut mpsc::UnboundedReceiver<Report>,
     handles: &mut [Handle],
@@ -647,7 +655,9 @@ async fn drive(
     }
 
     // Run.
+    let metrics0 = servers::scrape_metrics(http_port).await;
     let cpu0 = procfs::sample(pid)?;
+    let delay0 = procfs::run_delay_us(pid);
     let machine0 = procfs::machine_cpu()?;
     let start_ns = now_ns() + 500_000_000;
     let t_start = Instant::now() + Duration::from_millis(500);
@@ -697,6 +707,11 @@ async fn drive(
     let window = t_start.elapsed().as_secs_f64();
     let cpu1 = procfs::sample(pid)?;
     let machine1 = procfs::machine_cpu()?;
+    let delay1 = procfs::run_delay_us(pid);
+    if let (Some(m0), Some(m1)) = (metrics0, servers::scrape_metrics(http_port).await) {
+        r.server_metrics =
+            m1.iter().map(|(k, v1)| (k.clone(), v1 - m0.get(k).copied().unwrap_or(0.0))).collect();
+    }
     board.print_progress(true);
     r.rss_after_kib = cpu1.rss_kib;
     r.duration_s = cfg.duration_ms as f64 / 1000.0;
@@ -704,6 +719,7 @@ async fn drive(
     let busy = machine1.0.saturating_sub(machine0.0) as f64;
     r.machine_cpu_pct = busy / (window * 1e6) * 100.0;
     r.other_cpu_pct = (r.machine_cpu_pct - r.server_cpu_pct - r.generator_cpu_pct).max(0.0);
+    r.server_run_delay_pct = delay1.saturating_sub(delay0) as f64 / (window * 1e6) * 100.0;
     Ok(r)
 }
 

@@ -54,6 +54,21 @@ fn parse_rss(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Time the threads of `pid` spent runnable but waiting for a core, µs
+/// (sum of the second field of `/proc/PID/task/*/schedstat`). On a shared
+/// machine this is how long other work kept the server from running.
+pub fn run_delay_us(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum::<u64>()
+        / 1000
+}
+
 /// Whole-machine CPU from the `cpu` line of `/proc/stat`: (busy µs, all µs)
 /// summed over every core, so that time used by processes outside the run
 /// (another build, a browser test) can be reported next to the figures.
@@ -108,6 +123,12 @@ mod tests {
     fn rss_is_read_in_kib() {
         let status = "Name:\tx\nVmPeak:\t 100 kB\nVmRSS:\t    5120 kB\n";
         assert_eq!(parse_rss(status), Some(5120));
+    }
+
+    #[test]
+    fn run_delay_of_self_is_readable() {
+        // Zero is possible on an idle machine; the call must not fail.
+        let _ = run_delay_us("self");
     }
 
     #[test]

@@ -85,11 +85,11 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
         s.push_str(&format!(" Seeding took {seed:.1} s."));
     }
     s.push_str("\n\n");
-    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % | other CPU % |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| target | conns | groups × members | posts/s per group | deliveries/s | expected | lost | dup | gaps | p50 ms | p99 ms | p99.9 ms | max ms | server µs/op user + sys | server CPU % | RSS KiB/conn | generator CPU % | other CPU % | server run-queue wait % |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in &out.results {
         s.push_str(&format!(
-            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} | {:.0} |\n",
+            "| {} | {}/{} | {} × {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} = **{:.2}** | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} |\n",
             r.target,
             r.connected,
             r.conns,
@@ -112,6 +112,7 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
             r.rss_per_conn_kib,
             r.generator_cpu_pct,
             r.other_cpu_pct,
+            r.server_run_delay_pct,
         ));
     }
     for r in &out.results {
@@ -177,6 +178,23 @@ fn extra_lines(r: &TargetResult) -> String {
             v[v.len() / 2],
             v[v.len() - 1]
         ));
+    }
+    let m = &r.server_metrics;
+    if let (Some(events), Some(batches)) =
+        (m.get("villagehub_events_committed_total"), m.get("villagehub_commit_batches_total"))
+    {
+        if *batches > 0.0 {
+            let commit_s = m.get("villagehub_commit_seconds_sum").copied().unwrap_or(0.0);
+            s.push_str(&format!(
+                "\n{}: server /metrics over the window — {events:.0} events committed in {batches:.0} batches ({:.1} events/batch, {:.2} ms per commit, commit thread busy {:.0} % of the window); {:.0} deliveries; {:.0} outbox overflows.\n",
+                r.target,
+                events / batches,
+                commit_s * 1000.0 / batches,
+                commit_s / r.window_s.max(1e-9) * 100.0,
+                m.get("villagehub_deliveries_total").copied().unwrap_or(0.0),
+                m.get("villagehub_outbox_overflows_total").copied().unwrap_or(0.0),
+            ));
+        }
     }
     let problems = r.problems();
     if !problems.is_empty() {

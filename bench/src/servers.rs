@@ -229,8 +229,44 @@ pub async fn measure_logins(port: u16, phones: &[String], password: &str) -> Res
     Ok(times)
 }
 
+/// `GET /metrics` (Prometheus text) as name → value; `None` when the
+/// server has no such endpoint (the peer) or it cannot be read.
+pub async fn scrape_metrics(port: u16) -> Option<BTreeMap<String, f64>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.ok()?;
+        Some(String::from_utf8_lossy(&resp).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), fetch).await.ok()??;
+    if !text.lines().next()?.contains(" 200") {
+        return None;
+    }
+    Some(parse_metrics(text.split("\r\n\r\n").nth(1)?))
+}
+
+fn parse_metrics(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.trim().rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prometheus_text_is_parsed() {
+        let m = parse_metrics("# TYPE a counter\na 12\nb_sum 0.5\n");
+        assert_eq!(m.get("a"), Some(&12.0));
+        assert_eq!(m.get("b_sum"), Some(&0.5));
+    }
+
     use super::*;
 
     #[test]
