@@ -12,7 +12,7 @@ use std::sync::{Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
-use protocol::{Id, MembershipNotice, MembershipStatus, Millis, Role, Seq};
+use protocol::{ApplicationInfo, Id, MembershipNotice, MembershipStatus, Millis, Role, Seq};
 
 use crate::directory::{Directory, DirectoryChange};
 
@@ -34,6 +34,9 @@ pub enum Notice {
     /// Tokens issued before `at` are revoked: a connection authenticated
     /// with such a token closes (4003).
     Revoked { at: Millis },
+    /// A new application to a group this account decides on (cadre,
+    /// secretary): push it.
+    Application(ApplicationInfo),
 }
 
 /// account → (connection id, notice sender) of each of its connections.
@@ -92,6 +95,25 @@ pub fn after_commit(accounts: &Accounts, directory: &RwLock<Directory>) {
     }
     let applied = std::mem::take(&mut directory.write().unwrap().people.applied);
     for (seq, change) in &applied {
+        if let DirectoryChange::Registered { group, .. } = change {
+            // A new application: its group's cadres and secretary hear of it.
+            let (info, deciders) = {
+                let dir = directory.read().unwrap();
+                let deciders: Vec<Id> = dir
+                    .members_of(*group)
+                    .into_iter()
+                    .filter(|(_, role)| matches!(role, Role::Cadre | Role::Secretary))
+                    .map(|(account, _)| account)
+                    .collect();
+                (dir.application_info(*seq), deciders)
+            };
+            if let Some(info) = info {
+                for account in deciders {
+                    accounts.notify(account, Notice::Application(info.clone()));
+                }
+            }
+            continue;
+        }
         notify_change(accounts, *seq, change);
     }
 }
@@ -102,7 +124,8 @@ pub fn concerns_a_connection(change: &DirectoryChange) -> bool {
     use DirectoryChange as C;
     matches!(
         change,
-        C::JoinApproved { .. }
+        C::Registered { .. }
+            | C::JoinApproved { .. }
             | C::JoinRejected { .. }
             | C::RoleChanged { .. }
             | C::OwnershipTransferred { .. }

@@ -498,6 +498,9 @@ impl Session {
                 self.recheck(&account);
                 self.send_frame(ws, &ServerFrame::Membership(notice)).await
             }
+            Notice::Application(application) => {
+                self.send_frame(ws, &ServerFrame::Application(application)).await
+            }
         }
     }
 

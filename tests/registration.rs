@@ -20,6 +20,13 @@ async fn registration_then_approval_then_live_events() {
     cadre.subscribe(group, None).await;
 
     server.apply("孔繁星", "13912340001", group, Some("  聚源桥村1组12号 ")).await;
+    // The connected cadre hears of the application at once.
+    let pushed = cadre.application().await;
+    assert_eq!(
+        (pushed.name.as_str(), pushed.group, pushed.status),
+        ("孔繁星", group, AccountStatus::Pending)
+    );
+    assert_eq!(pushed.household.as_deref(), Some("聚源桥村1组12号"));
     // A pending account may log in and say hello, but reads nothing.
     let (mut applicant, welcome) = server.client("13912340001").await;
     assert_eq!(welcome.account.status, AccountStatus::Pending);

@@ -697,7 +697,7 @@ impl Conn {
             | ServerFrame::Done { .. }
             | ServerFrame::Applications { .. }
             | ServerFrame::Audit { .. } => self.violation("reply to an op never sent"),
-            ServerFrame::Membership(_) => {}
+            ServerFrame::Membership(_) | ServerFrame::Application(_) => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
         }
     }

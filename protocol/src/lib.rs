@@ -283,6 +283,9 @@ pub enum ServerFrame {
     /// Push to the person concerned when their standing in a group changes:
     /// application approved or rejected, role changed, muted, removed.
     Membership(MembershipNotice),
+    /// Push to the cadres and the secretary of a group (connected at the
+    /// time) when someone applies to join it.
+    Application(ApplicationInfo),
     /// Reply to an op that failed, or (with no `id`) a frame the server could
     /// not attribute to an op, such as malformed JSON.
     Error {

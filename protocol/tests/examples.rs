@@ -77,6 +77,7 @@ fn every_example_round_trips() {
         "applications",
         "audit",
         "membership",
+        "application",
     ] {
         let documented = frames
             .iter()

@@ -154,7 +154,13 @@ impl Server {
     /// An unauthenticated connection.
     pub async fn connect(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.unwrap();
-        Client { ws, next_id: 1, events: VecDeque::new(), notices: VecDeque::new() }
+        Client {
+            ws,
+            next_id: 1,
+            events: VecDeque::new(),
+            notices: VecDeque::new(),
+            applications: VecDeque::new(),
+        }
     }
 
     /// Logged in and said hello.
@@ -247,6 +253,8 @@ pub struct Client {
     events: VecDeque<Event>,
     /// Membership pushes that arrived while waiting for something else.
     pub notices: VecDeque<MembershipNotice>,
+    /// Application pushes (to cadres), likewise.
+    pub applications: VecDeque<protocol::ApplicationInfo>,
 }
 
 /// How a connection ended.
@@ -305,6 +313,7 @@ impl Client {
             match self.frame().await {
                 ServerFrame::Event(event) => self.events.push_back(event),
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                ServerFrame::Application(application) => self.applications.push_back(application),
                 frame => {
                     assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
                     return frame;
@@ -366,9 +375,28 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return event;
         }
-        match self.frame().await {
-            ServerFrame::Event(event) => event,
-            other => panic!("expected an event, got {other:?}"),
+        loop {
+            match self.frame().await {
+                ServerFrame::Event(event) => return event,
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                ServerFrame::Application(application) => self.applications.push_back(application),
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next application push (other pushes arriving meanwhile are kept).
+    pub async fn application(&mut self) -> protocol::ApplicationInfo {
+        if let Some(application) = self.applications.pop_front() {
+            return application;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Application(application) => return application,
+                ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                other => panic!("expected an application push, got {other:?}"),
+            }
         }
     }
 
@@ -381,6 +409,7 @@ impl Client {
             match self.frame().await {
                 ServerFrame::Membership(notice) => return notice,
                 ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Application(application) => self.applications.push_back(application),
                 other => panic!("expected a membership push, got {other:?}"),
             }
         }
@@ -467,7 +496,7 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::Applications { id, .. }
         | ServerFrame::Audit { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
-        ServerFrame::Event(_) | ServerFrame::Membership(_) => None,
+        ServerFrame::Event(_) | ServerFrame::Membership(_) | ServerFrame::Application(_) => None,
     }
 }
 
