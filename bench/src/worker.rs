@@ -943,7 +943,9 @@ mod tests {
             group: 4,
             seq: 9,
             ts: 1,
-            author: Author { id: 7, name: "王秀英".into(), role: Role::Member, party: false, migrant: false },
+            author: Author {
+                id: 7, name: "王秀英".into(), role: Role::Member, party: false, migrant: false
+            },
             channel: Channel::Chat,
             body: EventBody::Message(MessageBody { text: "hello \"quoted\"".into(), reply_to: None }),
         });
