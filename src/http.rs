@@ -42,7 +42,6 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let web = ServeDir::new(&state.hub.config.web_dir);
     Router::new()
         .route("/api/login", post(login))
         .route("/api/register", post(register))
@@ -51,8 +50,31 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback_service(web)
+        .fallback(web_client)
         .with_state(state)
+}
+
+/// The web client's files, as they are. Not its development files
+/// (node_modules, tests, package manifests), and with `no-cache` so that a
+/// browser revalidates its modules after an upgrade instead of mixing old
+/// and new ones.
+async fn web_client(State(state): State<AppState>, request: Request) -> Response {
+    use tower::ServiceExt;
+    let path = request.uri().path();
+    let hidden = path.split('/').any(|part| {
+        matches!(part, "node_modules" | "tests" | "package.json" | "package-lock.json" | "test.sh")
+            || part.starts_with('.')
+    });
+    if hidden || !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    let files = ServeDir::new(&state.hub.config.web_dir);
+    let mut response = match files.oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(infallible) => match infallible {},
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 fn api_error(code: ErrorCode, message: &str) -> Response {
@@ -423,7 +445,7 @@ async fn ws_upgrade(
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(ws_config(&hub)),
+                    Some(ws_config(&hub.config.limits)),
                 )
                 .await;
                 session::run(hub, ws, peer, shutdown).await;
@@ -461,8 +483,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// tungstenite's defaults (128 KiB read buffer allocated per connection,
 /// unbounded write buffer, 64 MiB messages) are wrong for tens of thousands
 /// of mostly idle phones.
-fn ws_config(hub: &Hub) -> WebSocketConfig {
-    let limits = &hub.config.limits;
+pub fn ws_config(limits: &crate::config::Limits) -> WebSocketConfig {
     // Frames up to 16× the soft limit are read and answered `too_large`;
     // beyond that the connection is closed (1009) without reading them.
     let hard = limits.max_frame.saturating_mul(16);

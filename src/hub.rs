@@ -272,24 +272,8 @@ impl Hub {
         body: MessageBody,
         client_key: String,
     ) -> Result<Appended, OpError> {
-        let limits = &self.config.limits;
-        if client_key.is_empty()
-            || client_key.chars().count() > 64
-            || client_key.chars().any(char::is_control)
-        {
-            return Err(OpError::bad_request(
-                "client_key must be 1 to 64 characters, none of them control characters",
-            ));
-        }
-        if body.text.trim().is_empty() {
-            return Err(OpError::bad_request("text is empty"));
-        }
-        if body.text.chars().count() > limits.max_text {
-            return Err(OpError::new(
-                ErrorCode::TooLarge,
-                format!("text is longer than {} characters", limits.max_text),
-            ));
-        }
+        // Sizes and keys were checked by `wire::validate_op`; what needs the
+        // directory and the log is checked here.
         let author = {
             let dir = self.directory.read().unwrap();
             let sight = dir.sight(account.id, group).ok_or_else(OpError::no_such_group)?;
@@ -332,11 +316,7 @@ impl Hub {
     ) -> Result<(Vec<StoredEvent>, bool), OpError> {
         let moderator = self.sight(account, group)?.sees_hidden();
         let cap = self.config.limits.history_limit;
-        let limit = match limit {
-            Some(0) => return Err(OpError::bad_request("limit must be at least 1")),
-            Some(n) => n.min(cap),
-            None => cap,
-        };
+        let limit = limit.unwrap_or(cap).clamp(1, cap);
         let hub = self.clone();
         tokio::task::spawn_blocking(move || hub.store.history_as(group, before, limit, moderator))
             .await

@@ -28,3 +28,4 @@ pub mod seed;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod wire;

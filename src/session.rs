@@ -25,12 +25,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use protocol::{close, Channel, ClientOp, ErrorCode, Id, Seq, ServerFrame, OP_NAMES};
+use protocol::{close, ClientOp, ErrorCode, Id, Seq, ServerFrame};
 
 use crate::fanout::{Delivery, Subscriber};
 use crate::hub::{Account, Hub, OpError, Slot, SlotKey};
 use crate::log::Appended;
 use crate::presence::{Notice, NOTICE_QUEUE};
+use crate::wire;
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -311,7 +312,7 @@ impl Session {
                         None => Err(self.close(ws, close::FLOOD, "flooding").await),
                     };
                 }
-                let reply = match parse_op(text.as_str(), self.hub.config.limits.max_frame) {
+                let reply = match wire::parse_op(text.as_str(), self.hub.config.limits.max_frame) {
                     Err(error) => error_frame(error.0, error.1),
                     Ok(op) => {
                         self.hub.metrics.ops.fetch_add(1, Ordering::Relaxed);
@@ -362,7 +363,7 @@ impl Session {
         if self.strikes > FLOOD_FACTOR * self.hub.config.limits.burst {
             return None;
         }
-        let id = text.and_then(|t| probe_id(t.as_str()));
+        let id = text.and_then(|t| wire::probe_id(t.as_str()));
         let message = format!("more than {} ops per second", self.hub.config.limits.ops_per_sec);
         Some(error_frame(id, OpError::new(ErrorCode::RateLimited, message)))
     }
@@ -371,6 +372,7 @@ impl Session {
     async fn dispatch(&mut self, op: ClientOp) -> Result<Reply, OpError> {
         let account = match (&op, &self.account) {
             (ClientOp::Hello { id, token, .. }, None) => {
+                wire::validate_op(&op, &self.hub.config.limits)?;
                 let (account, welcome) = self.hub.authenticate(token, *id)?;
                 let limit = self.hub.config.max_connections_per_account;
                 let slot = self.hub.claim_slot(SlotKey::Account(account.id), limit).ok_or_else(|| {
@@ -392,6 +394,7 @@ impl Session {
             }
             (_, Some(account)) => account.clone(),
         };
+        wire::validate_op(&op, &self.hub.config.limits)?;
         let frame = match op {
             ClientOp::Hello { .. } => unreachable!("handled above"),
             ClientOp::Subscribe { id, group, since } => {
@@ -405,13 +408,7 @@ impl Session {
                 }
                 ServerFrame::Unsubscribed { id, group }
             }
-            ClientOp::Send { id, group, channel, body, client_key } => {
-                if channel != Channel::Chat {
-                    return Err(OpError::bad_request(format!(
-                        "send posts chat messages only, not to '{}'",
-                        channel.as_str()
-                    )));
-                }
+            ClientOp::Send { id, group, channel: _, body, client_key } => {
                 match self.hub.send_message(&account, group, body, client_key).await? {
                     Appended::Group { group, seq, duplicate } => {
                         ServerFrame::Sent { id, group, seq, duplicate }
@@ -598,65 +595,9 @@ fn error_frame(id: Option<u64>, e: OpError) -> ServerFrame {
     ServerFrame::Error { id, code: e.code, message: e.message }
 }
 
-/// Parses a client frame, or says precisely what is wrong with it.
-fn parse_op(text: &str, max_frame: usize) -> Result<ClientOp, (Option<u64>, OpError)> {
-    if text.len() > max_frame {
-        return Err((
-            probe_id(text),
-            OpError::new(ErrorCode::TooLarge, format!("frame is larger than {max_frame} bytes")),
-        ));
-    }
-    serde_json::from_str::<ClientOp>(text).map_err(|e| {
-        #[derive(serde::Deserialize)]
-        struct Probe {
-            id: Option<serde_json::Value>,
-            op: Option<serde_json::Value>,
-        }
-        match serde_json::from_str::<Probe>(text) {
-            Err(_) => (None, OpError::bad_request(format!("not valid JSON: {e}"))),
-            Ok(probe) => {
-                let id = probe.id.as_ref().and_then(|v| v.as_u64());
-                match probe.op {
-                    None => (id, OpError::bad_request("missing 'op'")),
-                    Some(serde_json::Value::String(op)) if !OP_NAMES.contains(&op.as_str()) => {
-                        (id, OpError::new(ErrorCode::UnknownOp, format!("unknown op '{op}'")))
-                    }
-                    Some(_) => (id, OpError::bad_request(format!("bad op: {e}"))),
-                }
-            }
-        }
-    })
-}
-
-fn probe_id(text: &str) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        id: Option<serde_json::Value>,
-    }
-    serde_json::from_str::<Probe>(text).ok()?.id?.as_u64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_errors_are_classified() {
-        let max = 1024;
-        let code = |text: &str| parse_op(text, max).unwrap_err().1.code;
-        assert_eq!(code("not json"), ErrorCode::BadRequest);
-        assert_eq!(code("[1,2]"), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"id":1}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"id":1,"op":"shout"}"#), ErrorCode::UnknownOp);
-        assert_eq!(code(r#"{"id":1,"op":"subscribe","group":"four"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"id":1,"op":7}"#), ErrorCode::BadRequest);
-        assert_eq!(
-            code(&format!(r#"{{"id":1,"op":"hello","token":"{}"}}"#, "x".repeat(2000))),
-            ErrorCode::TooLarge
-        );
-        assert_eq!(parse_op(r#"{"id":9,"op":"shout"}"#, max).unwrap_err().0, Some(9));
-        assert!(parse_op(r#"{"id":1,"op":"unsubscribe","group":4}"#, max).is_ok());
-    }
 
     #[test]
     fn bucket_allows_burst_then_rate() {

@@ -69,3 +69,32 @@ async fn connections_per_account_and_per_address_are_limited() {
     let _b = server.connect().await;
     assert_eq!(connect_with_origin(&server, None).await, Err(429));
 }
+
+#[tokio::test]
+async fn the_web_client_is_served_without_its_development_files() {
+    let server = Server::start(&[]);
+    let (status, body) = http(server.addr, "GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"), "{body}");
+    for path in
+        ["/package.json", "/tests/helpers.js", "/node_modules/playwright-core/package.json", "/test.sh"]
+    {
+        assert_eq!(http(server.addr, "GET", path, None).await.0, 404, "{path} is served");
+    }
+    let raw = raw_get(server.addr, "/app.js").await;
+    assert!(raw.to_ascii_lowercase().contains("cache-control: no-cache"), "{raw}");
+}
+
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split("\r\n\r\n").next().unwrap().to_string()
+    })
+    .await
+    .unwrap()
+}
