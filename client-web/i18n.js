@@ -52,6 +52,9 @@ const zh = {
   'role.member': '居民',
   'role.cadre': '干部',
   'role.secretary': '书记',
+  'role.volunteer': '志愿者',
+  'role.town_officer': '镇干部',
+  'role.district_officer': '区干部',
 
   'nav.back': '返回',
 
@@ -110,6 +113,7 @@ const zh = {
   'error.close.4008': '网络太慢，正在重新同步。',
   'error.close.4029': '操作太频繁，稍后自动重连。',
   'error.close.4001': '登录验证超时，正在重连。',
+  'error.close.4003': '已退出登录或密码已修改，请重新登录。',
 };
 
 const en = {
@@ -157,6 +161,9 @@ const en = {
   'role.member': 'Resident',
   'role.cadre': 'Cadre',
   'role.secretary': 'Secretary',
+  'role.volunteer': 'Volunteer',
+  'role.town_officer': 'Town officer',
+  'role.district_officer': 'District officer',
 
   'nav.back': 'Back',
 
@@ -215,6 +222,7 @@ const en = {
   'error.close.4008': 'The network is too slow; resynchronising.',
   'error.close.4029': 'Too many actions; reconnecting shortly.',
   'error.close.4001': 'Login check timed out; reconnecting.',
+  'error.close.4003': 'You were logged out or your password changed; please log in again.',
 };
 
 const TABLES = { 'zh-CN': zh, en };

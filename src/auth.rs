@@ -41,6 +41,17 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// Issued at in milliseconds, so that a logout revokes exactly the
+    /// tokens issued before it, even within the same second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<Millis>,
+}
+
+impl Claims {
+    /// When the token was issued, ms since the epoch.
+    pub fn issued_ms(&self) -> Millis {
+        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
+    }
 }
 
 /// Signs and checks tokens. The key bytes never leave this struct.
@@ -88,7 +99,7 @@ impl TokenKey {
     pub fn issue(&self, account: Id, now: SystemTime, ttl: Duration) -> (String, Millis) {
         let iat = unix_secs(now);
         let exp = iat + ttl.as_secs() as i64;
-        let claims = Claims { sub: account, iat, exp };
+        let claims = Claims { sub: account, iat, exp, iat_ms: Some(unix_millis(now)) };
         let payload = serde_json::to_vec(&claims).expect("claims serialize");
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload));
         let mut mac = self.mac();

@@ -33,6 +33,8 @@ pub fn backup(data_dir: &Path, out: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
 /// Puts the backup `from` in place of the store in `data_dir`. The server
 /// must not be running on that directory.
 pub fn restore(data_dir: &Path, from: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
+    // Refused while a server (or an admin command) holds the directory.
+    let _lock = crate::lock::DataDirLock::acquire(data_dir)?;
     let heads = heads_of(from)?;
     std::fs::create_dir_all(data_dir)?;
     let target = data_dir.join("villagehub.sqlite3");

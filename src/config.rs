@@ -108,6 +108,29 @@ pub struct ServeArgs {
     /// Seconds Redis remembers a client key for idempotent retries.
     #[arg(long)]
     pub redis_key_ttl: Option<u64>,
+    /// HS256 key (the shared secret) of the external real-name system whose
+    /// JWTs are accepted at `hello` besides our own tokens.
+    #[arg(long, env = "VILLAGEHUB_EXTERNAL_JWT_HS256_KEY")]
+    pub external_jwt_hs256_key: Option<String>,
+    /// File with the RS256 public key (PEM, SPKI or PKCS#1) of the external
+    /// real-name system.
+    #[arg(long)]
+    pub external_jwt_rs256_public_key: Option<PathBuf>,
+    /// Required `iss` of external JWTs (without it any `iss` is accepted).
+    #[arg(long)]
+    pub external_jwt_issuer: Option<String>,
+    /// Failed logins allowed per phone per 15 minutes (then `rate_limited`).
+    #[arg(long)]
+    pub login_failures_per_phone: Option<u32>,
+    /// Login and register attempts allowed per source address per minute.
+    #[arg(long)]
+    pub login_attempts_per_address: Option<u32>,
+    /// Address of a reverse proxy (repeatable). For requests from it, the
+    /// client address used by the login limits is the last address of
+    /// `X-Forwarded-For` — otherwise every login behind the proxy would
+    /// count against the proxy's one address.
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -148,6 +171,13 @@ struct FileConfig {
     /// Token signing key (at least 32 characters). Without it a random key
     /// is generated once and kept in the data directory.
     token_key: Option<String>,
+    external_jwt_hs256_key: Option<String>,
+    /// The PEM text itself (the flag takes a file).
+    external_jwt_rs256_public_key_pem: Option<String>,
+    external_jwt_issuer: Option<String>,
+    login_failures_per_phone: Option<u32>,
+    login_attempts_per_address: Option<u32>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
 }
 
 /// The resolved configuration of a running server.
@@ -166,6 +196,32 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub sync: SyncMode,
     pub redis: Option<crate::cluster::RedisConfig>,
+    /// External tokens and login limits.
+    pub auth: AuthConfig,
+}
+
+/// Settings of `external.rs` and `limiter.rs`.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub external_hs256_key: Option<String>,
+    pub external_rs256_public_key_pem: Option<String>,
+    pub external_issuer: Option<String>,
+    pub login_failures_per_phone: u32,
+    pub login_attempts_per_address: u32,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            external_hs256_key: None,
+            external_rs256_public_key_pem: None,
+            external_issuer: None,
+            login_failures_per_phone: 5,
+            login_attempts_per_address: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// Per-connection limits; announced to clients in `welcome`.
@@ -261,7 +317,44 @@ impl ServeArgs {
             redis.is_none() || token_key.is_some(),
             "cluster mode (--redis) needs token_key (config file or VILLAGEHUB_TOKEN_KEY), the same on every node"
         );
+        let auth_defaults = AuthConfig::default();
+        let rs256_pem = match &self.external_jwt_rs256_public_key {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => file.external_jwt_rs256_public_key_pem,
+        };
+        let auth = AuthConfig {
+            external_hs256_key: self.external_jwt_hs256_key.or(file.external_jwt_hs256_key),
+            external_rs256_public_key_pem: rs256_pem,
+            external_issuer: self.external_jwt_issuer.or(file.external_jwt_issuer),
+            login_failures_per_phone: self
+                .login_failures_per_phone
+                .or(file.login_failures_per_phone)
+                .unwrap_or(auth_defaults.login_failures_per_phone),
+            login_attempts_per_address: self
+                .login_attempts_per_address
+                .or(file.login_attempts_per_address)
+                .unwrap_or(auth_defaults.login_attempts_per_address),
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                file.trusted_proxies.unwrap_or_default()
+            } else {
+                self.trusted_proxies
+            },
+        };
+        if let Some(key) = &auth.external_hs256_key {
+            anyhow::ensure!(key.len() >= 32, "external_jwt_hs256_key must be at least 32 characters");
+        }
+        if let Some(pem) = &auth.external_rs256_public_key_pem {
+            crate::external::parse_rsa_public_pem(pem)?;
+        }
+        anyhow::ensure!(
+            auth.login_failures_per_phone >= 1 && auth.login_attempts_per_address >= 1,
+            "login limits must be ≥ 1"
+        );
         Ok(Config {
+            auth,
             listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             web_dir: self.web_dir.or(file.web_dir).unwrap_or_else(default_web_dir),

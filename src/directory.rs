@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
-use protocol::{GroupKind, Id, Role};
+use protocol::{GroupKind, Id, Millis, Office, Role};
+
+use crate::membership::People;
 
 /// One change of the directory log. Serialized as the event's frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +37,114 @@ pub enum DirectoryChange {
         name: String,
         password_hash: String,
     },
-    /// Adds a member or changes an existing member's role.
+    /// Adds a member or changes an existing member's role (system: demo,
+    /// admin command line, bench seed; not audited).
     RoleSet {
         account: Id,
         group: Id,
         role: Role,
+    },
+    // Membership (see `membership.rs`). Changes made by a person carry `by`
+    // (the acting account) and `at` (ms since the epoch, taken by the
+    // service before sequencing), so that applying the log never reads a
+    // clock: every node derives the same views from the same events.
+    /// `POST /api/register`: a new account (id = seq), pending approval by a
+    /// cadre of `group`.
+    Registered {
+        phone: String,
+        name: String,
+        password_hash: String,
+        group: Id,
+        /// Household address, for a registered resident.
+        household: Option<String>,
+        migrant: bool,
+        at: Millis,
+    },
+    /// The applicant becomes a member. A registered resident joins the
+    /// household of the group with the address given, which is created
+    /// (id = this seq, the applicant its head) if there is none.
+    JoinApproved {
+        account: Id,
+        group: Id,
+        by: Id,
+        at: Millis,
+    },
+    JoinRejected {
+        account: Id,
+        group: Id,
+        by: Id,
+        at: Millis,
+        reason: String,
+    },
+    /// The secretary sets a member's role (member, volunteer, cadre).
+    RoleChanged {
+        account: Id,
+        group: Id,
+        role: Role,
+        by: Id,
+        at: Millis,
+        reason: Option<String>,
+    },
+    /// `to` becomes the secretary; the previous secretary becomes a cadre.
+    OwnershipTransferred {
+        group: Id,
+        to: Id,
+        by: Id,
+        at: Millis,
+        reason: Option<String>,
+    },
+    /// Sends refused until `until`.
+    MemberMuted {
+        account: Id,
+        group: Id,
+        until: Millis,
+        by: Id,
+        at: Millis,
+        reason: String,
+    },
+    MemberRemoved {
+        account: Id,
+        group: Id,
+        by: Id,
+        at: Millis,
+        reason: String,
+    },
+    /// A household of a group (id = seq).
+    HouseholdCreated {
+        group: Id,
+        address: String,
+    },
+    /// A member joins a household of their group (as its head, or not).
+    HouseholdJoined {
+        account: Id,
+        household: Id,
+        head: bool,
+    },
+    /// A post above the groups (system).
+    OfficeGranted {
+        account: Id,
+        office: Office,
+    },
+    /// Party membership, shown as a badge on the person's posts (system).
+    PartySet {
+        account: Id,
+        party: bool,
+    },
+    /// The account can no longer log in; its tokens are revoked.
+    AccountDisabled {
+        account: Id,
+        at: Millis,
+    },
+    /// New password hash; tokens issued before `at` are revoked.
+    PasswordSet {
+        account: Id,
+        password_hash: String,
+        at: Millis,
+    },
+    /// Logout: tokens issued before `at` are revoked.
+    TokensRevoked {
+        account: Id,
+        at: Millis,
     },
 }
 
@@ -51,6 +156,20 @@ impl DirectoryChange {
             DirectoryChange::GroupCreated { .. } => "group_created",
             DirectoryChange::AccountCreated { .. } => "account_created",
             DirectoryChange::RoleSet { .. } => "role_set",
+            DirectoryChange::Registered { .. } => "registered",
+            DirectoryChange::JoinApproved { .. } => "join_approved",
+            DirectoryChange::JoinRejected { .. } => "join_rejected",
+            DirectoryChange::RoleChanged { .. } => "role_changed",
+            DirectoryChange::OwnershipTransferred { .. } => "ownership_transferred",
+            DirectoryChange::MemberMuted { .. } => "member_muted",
+            DirectoryChange::MemberRemoved { .. } => "member_removed",
+            DirectoryChange::HouseholdCreated { .. } => "household_created",
+            DirectoryChange::HouseholdJoined { .. } => "household_joined",
+            DirectoryChange::OfficeGranted { .. } => "office_granted",
+            DirectoryChange::PartySet { .. } => "party_set",
+            DirectoryChange::AccountDisabled { .. } => "account_disabled",
+            DirectoryChange::PasswordSet { .. } => "password_set",
+            DirectoryChange::TokensRevoked { .. } => "tokens_revoked",
         }
     }
 }
@@ -65,6 +184,30 @@ pub enum DirectoryError {
     Missing(&'static str),
     #[error("group already has a secretary")]
     SecretaryTaken,
+    /// The acting account may see the group but not do this there.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The change is malformed (an impossible role, a blank reason).
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The change contradicts the state (not pending any more, already so).
+    #[error("{0}")]
+    Conflict(&'static str),
+}
+
+impl DirectoryError {
+    /// The wire error code for a refused change.
+    pub fn code(&self) -> protocol::ErrorCode {
+        use protocol::ErrorCode;
+        match self {
+            DirectoryError::Missing(_) => ErrorCode::NotFound,
+            DirectoryError::Forbidden(_) => ErrorCode::Forbidden,
+            DirectoryError::Invalid(_) => ErrorCode::BadRequest,
+            DirectoryError::PhoneTaken | DirectoryError::SecretaryTaken | DirectoryError::Conflict(_) => {
+                ErrorCode::Conflict
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +244,8 @@ pub struct Directory {
     phones: HashMap<String, Id>,
     /// account → (group, role), a handful per account.
     memberships: HashMap<Id, Vec<(Id, Role)>>,
+    /// Account standing, offices, households, applications, member flags.
+    pub people: People,
 }
 
 impl Directory {
@@ -115,6 +260,25 @@ impl Directory {
             Some(entry) => entry.1 = role,
             None => list.push((group, role)),
         }
+    }
+
+    /// Ends a membership (the member's flags go with it).
+    pub fn remove_member(&mut self, account: Id, group: Id) {
+        if let Some(list) = self.memberships.get_mut(&account) {
+            list.retain(|(g, _)| *g != group);
+            if list.is_empty() {
+                self.memberships.remove(&account);
+            }
+        }
+        self.people.members.remove(&(account, group));
+    }
+
+    /// Members of a group with their roles (a scan: for rare operations).
+    pub fn members_of(&self, group: Id) -> Vec<(Id, Role)> {
+        self.memberships
+            .iter()
+            .filter_map(|(account, list)| list.iter().find(|(g, _)| *g == group).map(|(_, r)| (*account, *r)))
+            .collect()
     }
 
     pub fn account_by_phone(&self, phone: &str) -> Option<&AccountRecord> {
@@ -143,7 +307,16 @@ impl Directory {
     pub fn group_info(&self, group: Id, role: Role) -> Option<protocol::GroupInfo> {
         let g = self.groups.get(&group)?;
         let town = self.towns.get(&g.town).map(|t| t.name.clone()).unwrap_or_default();
-        Some(protocol::GroupInfo { id: g.id, name: g.name.clone(), kind: g.kind, town, role })
+        Some(protocol::GroupInfo {
+            id: g.id,
+            name: g.name.clone(),
+            kind: g.kind,
+            town,
+            role,
+            migrant: false,
+            household: None,
+            muted_until: None,
+        })
     }
 
     /// Checks that `change` can be applied now. `pending` holds phones taken
@@ -180,11 +353,13 @@ impl Directory {
                 }
                 Ok(())
             }
+            other => self.check_membership(other),
         }
     }
 
     /// Applies a checked change, committed as directory seq `seq`, to memory.
     pub fn apply(&mut self, seq: u64, change: &DirectoryChange) {
+        self.people.note_applied(seq, change);
         match change.clone() {
             DirectoryChange::DistrictCreated { name } => {
                 self.districts.insert(seq, name);
@@ -199,6 +374,7 @@ impl Directory {
                 self.insert_account(AccountRecord { id: seq, phone, name, password_hash });
             }
             DirectoryChange::RoleSet { account, group, role } => self.set_role(account, group, role),
+            other => self.apply_membership(seq, &other),
         }
     }
 }
@@ -232,6 +408,7 @@ pub fn apply_to_views(conn: &Connection, seq: u64, change: &DirectoryChange) -> 
             )?
             .execute(params![*account as i64, *group as i64, role.as_str()])?;
         }
+        other => crate::membership::apply_to_views(conn, seq, other)?,
     }
     Ok(())
 }

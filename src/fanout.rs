@@ -57,6 +57,8 @@ pub struct Fanout {
     /// Deliveries queued, outbox overflows — read by /metrics.
     pub deliveries: AtomicU64,
     pub overflows: AtomicU64,
+    /// Account → connections, for directory notices (`presence.rs`).
+    pub accounts: crate::presence::Accounts,
 }
 
 impl Default for Fanout {
@@ -65,6 +67,7 @@ impl Default for Fanout {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             deliveries: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            accounts: Default::default(),
         }
     }
 }

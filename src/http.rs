@@ -23,10 +23,14 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tower_http::services::ServeDir;
 
-use protocol::{AccountInfo, ApiError, ErrorCode, LoginRequest, LoginResponse};
+use protocol::{
+    AccountInfo, AccountStatus, ApiError, ApiStatus, ErrorCode, LoginRequest, LoginResponse, RegisterRequest,
+};
 
-use crate::auth::verify_password;
+use crate::auth::{hash_password, unix_millis, verify_password};
+use crate::directory::{DirectoryChange, DirectoryError};
 use crate::hub::{Hub, SlotKey};
+use crate::log::LogError;
 use crate::server::Peer;
 use crate::session;
 
@@ -40,6 +44,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/login", post(login))
+        .route("/api/register", post(register))
+        .route("/api/logout", post(logout))
         .route("/ws", any(ws_upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -82,21 +88,36 @@ fn api_error(code: ErrorCode, message: &str) -> Response {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::auth::hash_password("no account has this password"));
 
-async fn login(State(state): State<AppState>, body: Bytes) -> Response {
+/// `POST /api/login`. Limited per source address and per phone
+/// (`limiter.rs`); unknown phone and wrong password get the same answer in
+/// the same time.
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: LoginRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return api_error(ErrorCode::BadRequest, &format!("expected {{phone, password}}: {e}")),
     };
     let hub = state.hub.clone();
+    let phone = request.phone.trim().to_string();
+    if !hub.login_limiter.attempt(client_address(&hub, peer, &headers), &phone) {
+        return api_error(ErrorCode::RateLimited, "too many login attempts; wait and try again");
+    }
     let found = {
         let dir = hub.directory.read().unwrap();
-        dir.account_by_phone(request.phone.trim()).map(|a| (a.id, a.name.clone(), a.password_hash.clone()))
+        dir.account_by_phone(&phone)
+            .map(|a| (a.id, a.name.clone(), a.password_hash.clone(), dir.people.state(a.id).clone()))
     };
     let Ok(_permit) = hub.password_permits.acquire().await else {
         return api_error(ErrorCode::Unavailable, "server is shutting down");
     };
     let checked = tokio::task::spawn_blocking(move || match found {
-        Some((id, name, hash)) => verify_password(&request.password, &hash).then_some((id, name)),
+        Some((id, name, hash, account_state)) => {
+            verify_password(&request.password, &hash).then_some((id, name, account_state))
+        }
         None => {
             verify_password(&request.password, &DUMMY_HASH);
             None
@@ -106,11 +127,128 @@ async fn login(State(state): State<AppState>, body: Bytes) -> Response {
     .ok()
     .flatten();
     match checked {
-        Some((id, name)) => {
-            let (token, expires_at) = hub.tokens.issue(id, SystemTime::now(), hub.config.token_ttl);
-            axum::Json(LoginResponse { token, expires_at, account: AccountInfo { id, name } }).into_response()
+        Some((_, _, account_state)) if account_state.status == AccountStatus::Disabled => {
+            api_error(ErrorCode::Forbidden, "the account is disabled")
         }
-        None => api_error(ErrorCode::Unauthorized, "phone or password is wrong"),
+        Some((id, name, account_state)) => {
+            hub.login_limiter.succeeded(&phone);
+            let (token, expires_at) = hub.tokens.issue(id, SystemTime::now(), hub.config.token_ttl);
+            let account = AccountInfo { id, name, status: account_state.status, party: account_state.party };
+            axum::Json(LoginResponse { token, expires_at, account }).into_response()
+        }
+        None => {
+            hub.login_limiter.failed(&phone);
+            api_error(ErrorCode::Unauthorized, "phone or password is wrong")
+        }
+    }
+}
+
+/// The client's address for the login limits: the TCP peer, or — when the
+/// peer is a trusted reverse proxy — the last address in `X-Forwarded-For`
+/// (the one the proxy itself saw).
+fn client_address(hub: &Hub, peer: std::net::SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if !hub.config.auth.trusted_proxies.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .next_back()
+        .unwrap_or(peer.ip())
+}
+
+/// The answer to every well-formed registration, whether or not the phone
+/// was already registered: the reply never tells.
+fn registration_received() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(ApiStatus {
+            status: "pending".into(),
+            message: "application received; log in with this phone and password to follow it".into(),
+        }),
+    )
+        .into_response()
+}
+
+/// `POST /api/register`: a pending account, approved or rejected by a
+/// cadre of the group.
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hub = state.hub.clone();
+    if !hub.login_limiter.request(client_address(&hub, peer, &headers)) {
+        return api_error(ErrorCode::RateLimited, "too many requests; wait and try again");
+    }
+    let request: RegisterRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return api_error(
+                ErrorCode::BadRequest,
+                &format!(
+                    "expected {{name, phone, password, group, household: {{address}} | migrant: true}}: {e}"
+                ),
+            )
+        }
+    };
+    let phone = request.phone.trim().to_string();
+    if !(5..=20).contains(&phone.len()) || !phone.bytes().all(|b| b.is_ascii_digit()) {
+        return api_error(ErrorCode::BadRequest, "phone must be 5 to 20 digits");
+    }
+    let name = request.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 50 {
+        return api_error(ErrorCode::BadRequest, "name must be 1 to 50 characters");
+    }
+    if let Err(e) = crate::hub::check_new_password(&request.password) {
+        return api_error(e.code, &e.message);
+    }
+    let Ok(_permit) = hub.password_permits.acquire().await else {
+        return api_error(ErrorCode::Unavailable, "server is shutting down");
+    };
+    let password = request.password.clone();
+    let Ok(password_hash) = tokio::task::spawn_blocking(move || hash_password(&password)).await else {
+        return api_error(ErrorCode::Internal, "internal error");
+    };
+    let change = DirectoryChange::Registered {
+        phone,
+        name,
+        password_hash,
+        group: request.group,
+        household: request.household.map(|h| h.address),
+        migrant: request.migrant,
+        at: unix_millis(SystemTime::now()),
+    };
+    match hub.log.append(crate::log::Append::Directory(change)).await {
+        Ok(_) | Err(LogError::Refused(DirectoryError::PhoneTaken)) => registration_received(),
+        Err(LogError::Refused(refusal)) => api_error(refusal.code(), &refusal.to_string()),
+        Err(LogError::Unavailable(message)) => api_error(ErrorCode::Unavailable, &message),
+    }
+}
+
+/// `POST /api/logout` with `Authorization: Bearer TOKEN`: revokes every
+/// token of the account issued until now and closes its connections.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let account = match state.hub.authenticate(token.trim(), 0) {
+        Ok((account, _)) => account,
+        Err(e) => return api_error(e.code, &e.message),
+    };
+    match state.hub.logout(account.id).await {
+        Ok(_) => axum::Json(ApiStatus {
+            status: "logged_out".into(),
+            message: "every token issued until now is revoked".into(),
+        })
+        .into_response(),
+        Err(e) => api_error(e.code, &e.message),
     }
 }
 

@@ -10,14 +10,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use protocol::{
-    AccountInfo, Author, ErrorCode, EventBody, Id, MessageBody, Role, Seq, Welcome, PROTOCOL_VERSION,
+    AccountInfo, AccountStatus, ApplicationInfo, AuditEntry, Author, ErrorCode, EventBody, HideBody, Id,
+    MessageBody, Millis, Role, Seq, Welcome, PROTOCOL_VERSION,
 };
 
-use crate::auth::{TokenError, TokenKey};
+use crate::auth::{unix_millis, TokenError, TokenKey};
 use crate::config::Config;
 use crate::directory::{Directory, DirectoryChange};
+use crate::external::ExternalKeys;
 use crate::fanout::Fanout;
+use crate::limiter::LoginLimiter;
 use crate::log::{Append, Appended, Log, LogError};
+use crate::membership::{Sight, MAX_REASON};
 use crate::store::{Store, StoreError, StoredEvent};
 
 /// A refused op: a wire error code and a message for people.
@@ -44,7 +48,7 @@ impl From<LogError> for OpError {
     fn from(e: LogError) -> OpError {
         match e {
             LogError::Unavailable(message) => OpError::new(ErrorCode::Unavailable, message),
-            LogError::Refused(refusal) => OpError::new(ErrorCode::Conflict, refusal.to_string()),
+            LogError::Refused(refusal) => OpError::new(refusal.code(), refusal.to_string()),
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct HubMetrics {
 pub struct Account {
     pub id: Id,
     pub name: String,
+    /// When the connection's token was issued (ms): a revocation after this
+    /// closes the connection.
+    pub issued_ms: Millis,
 }
 
 pub struct Hub {
@@ -86,6 +93,10 @@ pub struct Hub {
     /// Password hashes in progress at once. Each costs ~19 MiB and ~20 ms of
     /// a core, so a login flood queues here instead of exhausting memory.
     pub password_permits: tokio::sync::Semaphore,
+    /// Keys of the external real-name system's tokens (`external.rs`).
+    pub external: ExternalKeys,
+    /// Login and register attempts per phone and source address.
+    pub login_limiter: LoginLimiter,
     /// Live WebSocket connections per account and per source address, for
     /// `--max-connections-per-account` / `--max-connections-per-ip`.
     connection_counts: Mutex<HashMap<SlotKey, usize>>,
@@ -126,7 +137,13 @@ impl Hub {
         log: Log,
         tokens: TokenKey,
     ) -> Hub {
+        let external =
+            ExternalKeys::from_config(&config.auth).expect("external keys are checked by the config");
+        let login_limiter =
+            LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
+            external,
+            login_limiter,
             config,
             store,
             directory,
@@ -156,44 +173,83 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// `hello`: the token names a live account.
+    /// `hello`: the token (ours, or the external real-name system's) names
+    /// an account that is not disabled, and was issued after the account's
+    /// last logout or password change.
     pub fn authenticate(&self, token: &str, op_id: u64) -> Result<(Account, Welcome), OpError> {
-        let claims = self.tokens.verify(token, SystemTime::now()).map_err(|e| {
+        let now = SystemTime::now();
+        let refused = |e: TokenError| {
             let message = match e {
                 TokenError::Expired => "token has expired; log in again",
                 TokenError::Malformed | TokenError::BadSignature => "token is not valid",
             };
             OpError::new(ErrorCode::Unauthorized, message)
-        })?;
+        };
+        let invalid = || OpError::new(ErrorCode::Unauthorized, "token is not valid");
+        // Ours first; a token that is not ours may be the external system's.
+        let (subject, issued_ms) = match self.tokens.verify(token, now) {
+            Ok(claims) => (Subject::Account(claims.sub), claims.issued_ms()),
+            Err(TokenError::Expired) => return Err(refused(TokenError::Expired)),
+            Err(e) if !self.external.enabled() => return Err(refused(e)),
+            Err(_) => {
+                let claims = self.external.verify(token, now).map_err(refused)?;
+                (Subject::Person { phone: claims.phone, name: claims.name }, claims.iat.saturating_mul(1000))
+            }
+        };
         let dir = self.directory.read().unwrap();
-        let record = dir
-            .accounts
-            .get(&claims.sub)
-            .ok_or_else(|| OpError::new(ErrorCode::Unauthorized, "token is not valid"))?;
-        let account = Account { id: record.id, name: record.name.clone() };
-        let groups = dir
-            .memberships(account.id)
-            .iter()
-            .filter_map(|(group, role)| dir.group_info(*group, *role))
-            .collect();
+        let record = match &subject {
+            Subject::Account(id) => dir.accounts.get(id).ok_or_else(invalid)?,
+            Subject::Person { phone, name } => {
+                let record = dir.account_by_phone(phone).ok_or_else(invalid)?;
+                if record.name != *name {
+                    return Err(OpError::new(
+                        ErrorCode::Unauthorized,
+                        "the token's name does not match the account",
+                    ));
+                }
+                record
+            }
+        };
+        let state = dir.people.state(record.id).clone();
+        if state.status == AccountStatus::Disabled {
+            return Err(OpError::new(ErrorCode::Unauthorized, "the account is disabled"));
+        }
+        if issued_ms < state.tokens_valid_after {
+            return Err(OpError::new(ErrorCode::Unauthorized, "token has been revoked; log in again"));
+        }
+        let account = Account { id: record.id, name: record.name.clone(), issued_ms };
         let welcome = Welcome {
             id: op_id,
             protocol: PROTOCOL_VERSION,
             server: concat!("villagehub/", env!("CARGO_PKG_VERSION")).to_string(),
-            account: AccountInfo { id: account.id, name: account.name.clone() },
-            groups,
+            account: AccountInfo {
+                id: account.id,
+                name: account.name.clone(),
+                status: state.status,
+                party: state.party,
+            },
+            groups: dir.visible_groups(account.id),
             limits: self.config.limits.to_wire(),
+            offices: state.offices.clone(),
+            application: (state.status != AccountStatus::Active)
+                .then(|| dir.application_info(account.id))
+                .flatten(),
         };
         Ok((account, welcome))
     }
 
-    /// The account's role in a group it may read. Non-members get the same
-    /// answer as for a group that does not exist, so ids cannot be probed.
-    pub fn role_in(&self, account: &Account, group: Id) -> Result<Role, OpError> {
-        let role =
-            self.directory.read().unwrap().role(account.id, group).ok_or_else(OpError::no_such_group)?;
+    /// How the account sees a group. A group it may not see gets the same
+    /// answer as one that does not exist, so ids cannot be probed.
+    pub fn sight(&self, account: &Account, group: Id) -> Result<Sight, OpError> {
+        let sight =
+            self.directory.read().unwrap().sight(account.id, group).ok_or_else(OpError::no_such_group)?;
         self.serves(group)?;
-        Ok(role)
+        Ok(sight)
+    }
+
+    /// The account's effective role in a group it may read.
+    pub fn role_in(&self, account: &Account, group: Id) -> Result<Role, OpError> {
+        self.sight(account, group).map(|s| s.role())
     }
 
     /// Cluster mode: a node missing events of a group that Redis no longer
@@ -218,13 +274,33 @@ impl Hub {
     ) -> Result<Appended, OpError> {
         // Sizes and keys were checked by `wire::validate_op`; what needs the
         // directory and the log is checked here.
-        let role = self.role_in(account, group)?;
+        let author = {
+            let dir = self.directory.read().unwrap();
+            let sight = dir.sight(account.id, group).ok_or_else(OpError::no_such_group)?;
+            if !sight.may_send() {
+                return Err(OpError::new(ErrorCode::Forbidden, "only members of the group post in its chat"));
+            }
+            let flags = dir.people.member(account.id, group);
+            if let Some(until) = flags.muted_until.filter(|u| *u > unix_millis(SystemTime::now())) {
+                return Err(OpError::new(
+                    ErrorCode::Forbidden,
+                    format!("you are muted in this group until {until} (ms since the epoch)"),
+                ));
+            }
+            Author {
+                id: account.id,
+                name: account.name.clone(),
+                role: sight.role(),
+                party: dir.people.state(account.id).party,
+                migrant: flags.migrant,
+            }
+        };
+        self.serves(group)?;
         if let Some(target) = body.reply_to {
             if target == 0 || target > self.fanout.head(group) {
                 return Err(OpError::bad_request("reply_to names no event of this group"));
             }
         }
-        let author = Author { id: account.id, name: account.name.clone(), role };
         let append =
             Append::Group { group, author, client_key: Some(client_key), body: EventBody::Message(body) };
         Ok(self.log.append(append).await?)
@@ -238,21 +314,27 @@ impl Hub {
         before: Option<Seq>,
         limit: Option<u32>,
     ) -> Result<(Vec<StoredEvent>, bool), OpError> {
-        self.role_in(account, group)?;
+        let moderator = self.sight(account, group)?.sees_hidden();
         let cap = self.config.limits.history_limit;
         let limit = limit.unwrap_or(cap).clamp(1, cap);
         let hub = self.clone();
-        tokio::task::spawn_blocking(move || hub.store.history(group, before, limit))
+        tokio::task::spawn_blocking(move || hub.store.history_as(group, before, limit, moderator))
             .await
             .map_err(|_| OpError::new(ErrorCode::Internal, "internal error"))?
             .map_err(OpError::from)
     }
 
-    /// Events of a group after `after`, for backfill and lag recovery.
-    pub async fn events_after(self: &Arc<Self>, group: Id, after: Seq) -> Result<Vec<StoredEvent>, OpError> {
+    /// Events of a group after `after`, for backfill and lag recovery;
+    /// hidden messages as a member (or, `moderator`, a cadre) reads them.
+    pub async fn events_after(
+        self: &Arc<Self>,
+        group: Id,
+        after: Seq,
+        moderator: bool,
+    ) -> Result<Vec<StoredEvent>, OpError> {
         let hub = self.clone();
         let page = self.config.limits.backfill_page;
-        tokio::task::spawn_blocking(move || hub.store.events_after(group, after, page))
+        tokio::task::spawn_blocking(move || hub.store.events_after_as(group, after, page, moderator))
             .await
             .map_err(|_| OpError::new(ErrorCode::Internal, "internal error"))?
             .map_err(OpError::from)
@@ -265,4 +347,236 @@ impl Hub {
             Appended::Group { .. } => unreachable!("directory appends answer with a directory seq"),
         }
     }
+}
+
+/// Whom a token names.
+enum Subject {
+    /// Our own token: the account id.
+    Account(Id),
+    /// An external token: the person's phone and real name.
+    Person { phone: String, name: String },
+}
+
+fn now_ms() -> Millis {
+    unix_millis(SystemTime::now())
+}
+
+fn check_reason(reason: &str) -> Result<(), OpError> {
+    if reason.trim().is_empty() {
+        return Err(OpError::bad_request("give a reason"));
+    }
+    if reason.chars().count() > MAX_REASON {
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!("reason is longer than {MAX_REASON} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Membership and moderation ops. Each directory change carries the actor
+/// (`by`) and the time (`at`); who may do what is checked by
+/// `Directory::check` in the log writer, just before the change is
+/// sequenced (see `membership.rs`).
+impl Hub {
+    pub async fn approve(&self, by: &Account, group: Id, account: Id) -> Result<Seq, OpError> {
+        self.change_directory(DirectoryChange::JoinApproved { account, group, by: by.id, at: now_ms() }).await
+    }
+
+    pub async fn reject(&self, by: &Account, group: Id, account: Id, reason: String) -> Result<Seq, OpError> {
+        check_reason(&reason)?;
+        self.change_directory(DirectoryChange::JoinRejected {
+            account,
+            group,
+            by: by.id,
+            at: now_ms(),
+            reason,
+        })
+        .await
+    }
+
+    pub fn applications(&self, by: &Account, group: Id) -> Result<Vec<ApplicationInfo>, OpError> {
+        let dir = self.directory.read().unwrap();
+        let sight = dir.sight(by.id, group).ok_or_else(OpError::no_such_group)?;
+        if !sight.may_approve() {
+            return Err(OpError::new(ErrorCode::Forbidden, "only cadres and the secretary see applications"));
+        }
+        Ok(dir.pending_applications(group))
+    }
+
+    pub async fn mute(
+        &self,
+        by: &Account,
+        group: Id,
+        account: Id,
+        until: Millis,
+        reason: String,
+    ) -> Result<Seq, OpError> {
+        check_reason(&reason)?;
+        let change = DirectoryChange::MemberMuted { account, group, until, by: by.id, at: now_ms(), reason };
+        self.change_directory(change).await
+    }
+
+    pub async fn remove(&self, by: &Account, group: Id, account: Id, reason: String) -> Result<Seq, OpError> {
+        check_reason(&reason)?;
+        self.change_directory(DirectoryChange::MemberRemoved {
+            account,
+            group,
+            by: by.id,
+            at: now_ms(),
+            reason,
+        })
+        .await
+    }
+
+    pub async fn set_role(
+        &self,
+        by: &Account,
+        group: Id,
+        account: Id,
+        role: Role,
+        reason: Option<String>,
+    ) -> Result<Seq, OpError> {
+        if let Some(reason) = &reason {
+            check_reason(reason)?;
+        }
+        let change = DirectoryChange::RoleChanged { account, group, role, by: by.id, at: now_ms(), reason };
+        self.change_directory(change).await
+    }
+
+    pub async fn transfer(
+        &self,
+        by: &Account,
+        group: Id,
+        to: Id,
+        reason: Option<String>,
+    ) -> Result<Seq, OpError> {
+        if let Some(reason) = &reason {
+            check_reason(reason)?;
+        }
+        self.change_directory(DirectoryChange::OwnershipTransferred {
+            group,
+            to,
+            by: by.id,
+            at: now_ms(),
+            reason,
+        })
+        .await
+    }
+
+    /// `hide`: a `hide` event in the group's chat channel.
+    pub async fn hide(&self, by: &Account, group: Id, seq: Seq, reason: String) -> Result<Seq, OpError> {
+        check_reason(&reason)?;
+        let author = {
+            let dir = self.directory.read().unwrap();
+            let sight = dir.sight(by.id, group).ok_or_else(OpError::no_such_group)?;
+            if !sight.may_hide() {
+                return Err(OpError::new(
+                    ErrorCode::Forbidden,
+                    "only volunteers, cadres and the secretary may hide messages",
+                ));
+            }
+            Author {
+                id: by.id,
+                name: by.name.clone(),
+                role: sight.role(),
+                party: dir.people.state(by.id).party,
+                migrant: dir.people.member(by.id, group).migrant,
+            }
+        };
+        self.serves(group)?;
+        if seq == 0 || seq > self.fanout.head(group) {
+            return Err(OpError::new(ErrorCode::NotFound, "no such message"));
+        }
+        let store = self.store.clone();
+        let found = tokio::task::spawn_blocking(move || store.event_kind(group, seq))
+            .await
+            .map_err(|_| OpError::new(ErrorCode::Internal, "internal error"))??;
+        match found {
+            None => return Err(OpError::new(ErrorCode::NotFound, "no such message")),
+            Some((kind, _)) if kind != "message" => {
+                return Err(OpError::bad_request("only chat messages can be hidden"));
+            }
+            Some((_, true)) => {
+                return Err(OpError::new(ErrorCode::Conflict, "the message is already hidden"))
+            }
+            Some(_) => {}
+        }
+        let body = EventBody::Hide(HideBody { seq, reason });
+        match self.log.append(Append::Group { group, author, client_key: None, body }).await? {
+            Appended::Group { seq, .. } => Ok(seq),
+            Appended::Directory { .. } => unreachable!("hide appends to a group"),
+        }
+    }
+
+    pub async fn audit(
+        self: &Arc<Self>,
+        by: &Account,
+        group: Id,
+        before: Option<Millis>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<AuditEntry>, bool), OpError> {
+        if !self.sight(by, group)?.may_read_audit() {
+            return Err(OpError::new(
+                ErrorCode::Forbidden,
+                "the audit log is for the secretary and the town and district officers",
+            ));
+        }
+        let cap = self.config.limits.history_limit;
+        let limit = match limit {
+            Some(0) => return Err(OpError::bad_request("limit must be at least 1")),
+            Some(n) => n.min(cap),
+            None => cap,
+        };
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || hub.store.audit(group, before, limit))
+            .await
+            .map_err(|_| OpError::new(ErrorCode::Internal, "internal error"))?
+            .map_err(OpError::from)
+    }
+
+    /// Revokes every token of the account issued until now.
+    pub async fn logout(&self, account: Id) -> Result<Seq, OpError> {
+        self.change_directory(DirectoryChange::TokensRevoked { account, at: now_ms() }).await
+    }
+
+    /// Checks the old password, stores the new one's hash and revokes every
+    /// token issued until now.
+    pub async fn change_password(&self, account: &Account, old: String, new: String) -> Result<Seq, OpError> {
+        check_new_password(&new)?;
+        let hash = self
+            .directory
+            .read()
+            .unwrap()
+            .accounts
+            .get(&account.id)
+            .map(|a| a.password_hash.clone())
+            .ok_or_else(|| OpError::new(ErrorCode::Unauthorized, "no such account"))?;
+        let _permit = self
+            .password_permits
+            .acquire()
+            .await
+            .map_err(|_| OpError::new(ErrorCode::Unavailable, "server is shutting down"))?;
+        let new_hash = tokio::task::spawn_blocking(move || {
+            crate::auth::verify_password(&old, &hash).then(|| crate::auth::hash_password(&new))
+        })
+        .await
+        .map_err(|_| OpError::new(ErrorCode::Internal, "internal error"))?
+        .ok_or_else(|| OpError::new(ErrorCode::Forbidden, "the old password is wrong"))?;
+        self.change_directory(DirectoryChange::PasswordSet {
+            account: account.id,
+            password_hash: new_hash,
+            at: now_ms(),
+        })
+        .await
+    }
+}
+
+/// Passwords: 8 to 128 characters.
+pub fn check_new_password(password: &str) -> Result<(), OpError> {
+    let n = password.chars().count();
+    if !(8..=128).contains(&n) {
+        return Err(OpError::bad_request("a password has 8 to 128 characters"));
+    }
+    Ok(())
 }

@@ -7,16 +7,23 @@
 //! writer thread: seq, SQLite commit, then `fanout`) → every subscriber's
 //! outbox → back in `session`, written to the socket.
 
+pub mod admin;
 pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod external;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod limiter;
+pub mod lock;
 pub mod log;
+pub mod membership;
+pub mod moderation;
+pub mod presence;
 pub mod seed;
 pub mod server;
 pub mod session;

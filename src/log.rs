@@ -449,6 +449,8 @@ impl Writer {
                         changed
                     });
                 }
+                // Tell the connections of the accounts concerned.
+                crate::presence::after_commit(&state.fanout.accounts, &state.directory);
                 for answer in answers {
                     match answer {
                         Answer::Append(reply, result) => drop(reply.send(result)),
@@ -560,6 +562,8 @@ impl State {
         if event.log == DIRECTORY_LOG {
             self.apply_directory(tx, event.seq, &event.frame, fx)?;
         } else {
+            // Views derived from group events (hidden messages, audit).
+            crate::moderation::apply_group_frame(tx, event.log, event.seq, &event.frame)?;
             fx.deliveries.push(Delivery {
                 group: event.log,
                 seq: event.seq,
@@ -617,7 +621,13 @@ mod tests {
 
     #[test]
     fn assembled_frame_is_the_serialized_event() {
-        let author = Author { id: 7, name: "王秀英 \"quoted\"".into(), role: Role::Member };
+        let author = Author {
+            id: 7,
+            name: "王秀英 \"quoted\"".into(),
+            role: Role::Member,
+            party: true,
+            migrant: false,
+        };
         let body = EventBody::Message(MessageBody { text: "你好\n{}".into(), reply_to: Some(3) });
         let assembled = FrameParts::new(4, &author, &body).assemble(126, 1_764_319_200_123);
         let serialized = serde_json::to_string(&ServerFrame::Event(Event {

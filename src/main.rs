@@ -53,6 +53,15 @@ enum Command {
         #[command(flatten)]
         seed: BenchSeedArgs,
     },
+    /// Administer the data directory: org tree, accounts, passwords. Refuses
+    /// to run while a server holds the directory. Flags such as
+    /// `--data-dir` go before the subcommand.
+    Admin {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(subcommand)]
+        command: villagehub::admin::AdminCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +102,13 @@ fn main() -> anyhow::Result<()> {
                     seed.members,
                     seed.tokens_out.display()
                 );
+                Ok(())
+            }
+            Some(Command::Admin { serve, command }) => {
+                let node = Node::open(serve.resolve()?)?;
+                let result = villagehub::admin::run(&node.hub, command).await;
+                node.close().await;
+                print!("{}", result?);
                 Ok(())
             }
         }

@@ -34,12 +34,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Node {
     pub hub: Arc<Hub>,
     writer: std::thread::JoinHandle<()>,
+    /// The data directory is ours until the node is dropped.
+    _lock: crate::lock::DataDirLock,
     /// Cluster mode: the task following Redis.
     feed: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
     pub fn open(config: Config) -> anyhow::Result<Node> {
+        let lock = crate::lock::DataDirLock::acquire(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
         let directory = Arc::new(RwLock::new(store.load_directory()?));
         let fanout = Arc::new(Fanout::default());
@@ -55,7 +58,7 @@ impl Node {
             None => None,
         };
         let hub = Arc::new(Hub::new(config, store, directory, fanout, log, tokens));
-        Ok(Node { hub, writer, feed })
+        Ok(Node { hub, writer, feed, _lock: lock })
     }
 
     /// Cluster mode: waits until this node has caught up with Redis.

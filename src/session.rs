@@ -30,6 +30,7 @@ use protocol::{close, ClientOp, ErrorCode, Id, Seq, ServerFrame};
 use crate::fanout::{Delivery, Subscriber};
 use crate::hub::{Account, Hub, OpError, Slot, SlotKey};
 use crate::log::Appended;
+use crate::presence::{Notice, NOTICE_QUEUE};
 use crate::wire;
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -62,6 +63,9 @@ struct Subscription {
     last: Seq,
     /// Events after `last` must be read from the store before live ones.
     behind: bool,
+    /// Reads hidden messages with their text (cadres, officers); members
+    /// read the redacted frame. Refreshed when the directory changes.
+    moderator: bool,
 }
 
 /// Token bucket: `rate` ops per second, at most `burst` at once.
@@ -105,6 +109,9 @@ struct Session {
     /// Ops refused by the rate limit since the last accepted one.
     strikes: u32,
     last_heard: Instant,
+    /// Registered with `fanout.accounts` at `hello`: directory notices for
+    /// this account (bounded, see `presence::NOTICE_QUEUE`).
+    notice_tx: mpsc::Sender<Notice>,
 }
 
 /// Runs one connection to its end.
@@ -113,7 +120,9 @@ pub async fn run(hub: Arc<Hub>, mut ws: Ws, peer: SocketAddr, mut shutdown: watc
     let limits = hub.config.limits.clone();
     let (tx, mut outbox) = mpsc::channel(limits.outbox);
     let me = Arc::new(Subscriber { conn, outbox: tx, lagged: AtomicBool::new(false) });
+    let (notice_tx, mut notices) = mpsc::channel(NOTICE_QUEUE);
     let mut session = Session {
+        notice_tx,
         hub: hub.clone(),
         conn,
         peer,
@@ -128,11 +137,14 @@ pub async fn run(hub: Arc<Hub>, mut ws: Ws, peer: SocketAddr, mut shutdown: watc
     hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
     hub.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
 
-    let end = session.serve(&mut ws, &mut outbox, &mut shutdown).await;
+    let end = session.serve(&mut ws, &mut outbox, &mut notices, &mut shutdown).await;
     tracing::debug!(conn, peer = %session.peer, ?end, "connection ended");
 
     for sub in &session.subs {
         hub.fanout.unsubscribe(sub.group, conn);
+    }
+    if let Some(account) = &session.account {
+        hub.fanout.accounts.unregister(account.id, conn);
     }
     hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -142,6 +154,7 @@ impl Session {
         &mut self,
         ws: &mut Ws,
         outbox: &mut mpsc::Receiver<Arc<Delivery>>,
+        notices: &mut mpsc::Receiver<Notice>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {
         let auth_deadline = tokio::time::sleep(self.hub.config.limits.auth_timeout);
@@ -171,6 +184,11 @@ impl Session {
                 }
                 Some(delivery) = outbox.recv() => {
                     if let Err(end) = self.drain_outbox(ws, outbox, delivery).await {
+                        return end;
+                    }
+                }
+                Some(notice) = notices.recv() => {
+                    if let Err(end) = self.on_notice(ws, notice).await {
                         return end;
                     }
                 }
@@ -251,8 +269,9 @@ impl Session {
     async fn catch_up(&mut self, ws: &mut Ws) -> Result<(), End> {
         let Some(index) = self.subs.iter().position(|s| s.behind) else { return Ok(()) };
         let (group, after) = (self.subs[index].group, self.subs[index].last);
+        let moderator = self.subs[index].moderator;
         let page = self.hub.config.limits.backfill_page as usize;
-        let events = match self.hub.events_after(group, after).await {
+        let events = match self.hub.events_after(group, after, moderator).await {
             Ok(events) => events,
             Err(e) => {
                 // The store cannot be read now: tell the client and drop the
@@ -363,6 +382,7 @@ impl Session {
                     )
                 })?;
                 self._account_slot = Some(slot);
+                self.hub.fanout.accounts.register(account.id, self.conn, self.notice_tx.clone());
                 self.account = Some(account);
                 return Ok(Reply::Frame(ServerFrame::Welcome(welcome)));
             }
@@ -411,17 +431,105 @@ impl Session {
                 json.push_str("]}");
                 return Ok(Reply::Raw(json));
             }
+            ClientOp::Approve { id, group, account: applicant } => {
+                let seq = self.hub.approve(&account, group, applicant).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::Reject { id, group, account: applicant, reason } => {
+                let seq = self.hub.reject(&account, group, applicant, reason).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::Applications { id, group } => {
+                let applications = self.hub.applications(&account, group)?;
+                ServerFrame::Applications { id, group, applications }
+            }
+            ClientOp::Hide { id, group, seq, reason } => {
+                let seq = self.hub.hide(&account, group, seq, reason).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::Mute { id, group, account: member, until, reason } => {
+                let seq = self.hub.mute(&account, group, member, until, reason).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::Remove { id, group, account: member, reason } => {
+                let seq = self.hub.remove(&account, group, member, reason).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::SetRole { id, group, account: member, role, reason } => {
+                let seq = self.hub.set_role(&account, group, member, role, reason).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::Transfer { id, group, account: member, reason } => {
+                let seq = self.hub.transfer(&account, group, member, reason).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::Audit { id, group, before, limit } => {
+                let (entries, more) = self.hub.audit(&account, group, before, limit).await?;
+                ServerFrame::Audit { id, group, entries, more }
+            }
+            ClientOp::Logout { id } => {
+                let seq = self.hub.logout(account.id).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
+            ClientOp::ChangePassword { id, old, new } => {
+                let seq = self.hub.change_password(&account, old, new).await?;
+                ServerFrame::Done { id, seq: Some(seq) }
+            }
         };
         Ok(Reply::Frame(frame))
     }
 
+    /// A directory change concerning this account was committed.
+    async fn on_notice(&mut self, ws: &mut Ws, notice: Notice) -> Result<(), End> {
+        let Some(account) = self.account.clone() else { return Ok(()) };
+        match notice {
+            Notice::Revoked { at } if account.issued_ms < at => {
+                Err(self.close(ws, close::REVOKED, "tokens revoked; log in again").await)
+            }
+            Notice::Revoked { .. } => Ok(()),
+            Notice::Recheck => {
+                self.recheck(&account);
+                Ok(())
+            }
+            Notice::Membership(notice) => {
+                self.recheck(&account);
+                self.send_frame(ws, &ServerFrame::Membership(notice)).await
+            }
+            Notice::Application(application) => {
+                self.send_frame(ws, &ServerFrame::Application(application)).await
+            }
+        }
+    }
+
+    /// Ends subscriptions to groups the account may no longer see, and
+    /// refreshes how hidden messages are shown.
+    fn recheck(&mut self, account: &Account) {
+        let mut ended = Vec::new();
+        {
+            let dir = self.hub.directory.read().unwrap();
+            self.subs.retain_mut(|sub| match dir.sight(account.id, sub.group) {
+                Some(sight) => {
+                    sub.moderator = sight.sees_hidden();
+                    true
+                }
+                None => {
+                    ended.push(sub.group);
+                    false
+                }
+            });
+        }
+        for group in ended {
+            self.hub.fanout.unsubscribe(group, self.conn);
+        }
+    }
+
     fn subscribe(&mut self, account: &Account, group: Id, since: Option<Seq>) -> Result<Seq, OpError> {
-        self.hub.role_in(account, group)?;
+        let moderator = self.hub.sight(account, group)?.sees_hidden();
         // Register first, read the head under the same lock: every event
         // after `head` reaches the outbox, every event up to it is stored.
         let head = self.hub.fanout.subscribe(group, &self.me);
         let last = since.map(|s| s.min(head)).unwrap_or(head);
-        let sub = Subscription { group, last, behind: last < head };
+        let sub = Subscription { group, last, behind: last < head, moderator };
         match self.subs.iter_mut().find(|s| s.group == group) {
             Some(existing) => *existing = sub,
             None => self.subs.push(sub),
@@ -461,6 +569,9 @@ impl Session {
 
 /// A reply ready to write: a typed frame, or JSON built by hand (history
 /// splices stored frames without parsing them).
+// A reply lives for one op and is written at once: boxing the frame would
+// cost an allocation per op to save stack bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 enum Reply {
     Frame(ServerFrame),
     Raw(String),

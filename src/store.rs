@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::config::SyncMode;
 use crate::directory::{AccountRecord, Directory, GroupRecord, TownRecord};
-use protocol::{GroupKind, Id, Role, Seq};
+use protocol::{AuditAction, AuditEntry, GroupKind, Id, Millis, Person, Role, Seq};
 
 /// The directory log (accounts, org tree, memberships) is log 0; every group
 /// log is keyed by its group id, and group ids start at 1.
@@ -20,7 +20,7 @@ pub const DIRECTORY_LOG: Id = 0;
 
 /// Bumped whenever the schema changes; `open` migrates older files with
 /// `MIGRATIONS`, and creates new ones directly at this version.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[v - 1]` takes a store from schema v to v + 1. Each runs in
 /// one transaction with the version bump, so a crash mid-migration leaves
@@ -32,6 +32,9 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS events_client_key;
     CREATE UNIQUE INDEX events_client_key ON events (log, author, client_key) WHERE client_key IS NOT NULL;
     "#,
+    // 2 → 3: the membership views (registration, households, offices,
+    // member flags, audit, hidden messages); all new tables.
+    crate::membership::SCHEMA,
 ];
 
 const SCHEMA: &str = r#"
@@ -212,6 +215,120 @@ impl Store {
         })
     }
 
+    /// Like `events_after`, with hidden messages replaced by their redacted
+    /// frame: the members' one, or (`moderator`) the one with the text.
+    pub fn events_after_as(
+        &self,
+        log: Id,
+        after: Seq,
+        limit: u32,
+        moderator: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.seq, COALESCE(CASE WHEN ?4 THEN r.moderator_frame ELSE r.member_frame END, e.frame)
+                 FROM events e LEFT JOIN redactions r ON r.log = e.log AND r.seq = e.seq
+                 WHERE e.log = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![log as i64, after as i64, limit, moderator], |r| {
+                Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Like `history`, with hidden messages redacted as in `events_after_as`.
+    pub fn history_as(
+        &self,
+        log: Id,
+        before: Option<Seq>,
+        limit: u32,
+        moderator: bool,
+    ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
+        self.read(|c| {
+            let before = before.map(|b| b as i64).unwrap_or(i64::MAX);
+            let mut stmt = c.prepare_cached(
+                "SELECT e.seq, COALESCE(CASE WHEN ?4 THEN r.moderator_frame ELSE r.member_frame END, e.frame)
+                 FROM events e LEFT JOIN redactions r ON r.log = e.log AND r.seq = e.seq
+                 WHERE e.log = ?1 AND e.seq < ?2 ORDER BY e.seq DESC LIMIT ?3",
+            )?;
+            let mut events = stmt
+                .query_map(params![log as i64, before, limit, moderator], |r| {
+                    Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            events.reverse();
+            let more = events.first().is_some_and(|e| e.seq > 1);
+            Ok((events, more))
+        })
+    }
+
+    /// The kind of event `seq` of `log`, and whether it has been hidden.
+    pub fn event_kind(&self, log: Id, seq: Seq) -> Result<Option<(String, bool)>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT e.kind, r.seq IS NOT NULL FROM events e
+                 LEFT JOIN redactions r ON r.log = e.log AND r.seq = e.seq
+                 WHERE e.log = ?1 AND e.seq = ?2",
+            )?
+            .query_row(params![log as i64, seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+        })
+    }
+
+    /// A page of a group's audit log, newest first, with `at < before`; and
+    /// whether older entries exist.
+    pub fn audit(
+        &self,
+        group: Id,
+        before: Option<Millis>,
+        limit: u32,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+        self.read(|c| {
+            let before = before.unwrap_or(i64::MAX);
+            let mut stmt = c.prepare_cached(
+                r#"SELECT a.at, a.action, a.actor, COALESCE(x.name, ''), a.target, y.name, a.role,
+                          a.target_seq, a.until, a.reason
+                   FROM audit a LEFT JOIN accounts x ON x.id = a.actor LEFT JOIN accounts y ON y.id = a.target
+                   WHERE a."group" = ?1 AND a.at < ?2
+                   ORDER BY a.at DESC, a.log DESC, a.seq DESC LIMIT ?3"#,
+            )?;
+            let mut entries = Vec::new();
+            let rows = stmt.query_map(params![group as i64, before, limit as i64 + 1], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })?;
+            for row in rows {
+                let (at, action, actor, actor_name, target, target_name, role, seq, until, reason) = row?;
+                let action = AuditAction::parse(&action)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action {action:?}")))?;
+                entries.push(AuditEntry {
+                    at,
+                    action,
+                    actor: Person { id: actor as Id, name: actor_name },
+                    target: target.map(|t| Person { id: t as Id, name: target_name.unwrap_or_default() }),
+                    role: role.as_deref().map(parse_role).transpose()?,
+                    seq: seq.map(|s| s as Seq),
+                    until,
+                    reason,
+                });
+            }
+            let more = entries.len() > limit as usize;
+            entries.truncate(limit as usize);
+            Ok((entries, more))
+        })
+    }
+
     /// The last seq of every log that has events.
     pub fn heads(&self) -> Result<Vec<(Id, Seq)>, StoreError> {
         self.read(|c| {
@@ -267,6 +384,7 @@ impl Store {
                 let (account, group, role) = row?;
                 dir.set_role(account as Id, group as Id, parse_role(&role)?);
             }
+            crate::membership::load(c, &mut dir)?;
             Ok(dir)
         })
     }
@@ -294,6 +412,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         None => {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(crate::membership::SCHEMA)?;
             tx.execute(set_version, [SCHEMA_VERSION.to_string()])?;
             tx.commit()?;
         }
@@ -313,12 +432,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 pub fn parse_role(text: &str) -> Result<Role, StoreError> {
-    match text {
-        "member" => Ok(Role::Member),
-        "cadre" => Ok(Role::Cadre),
-        "secretary" => Ok(Role::Secretary),
-        other => Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
-    }
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown role {text:?}")))
 }
 
 pub fn parse_group_kind(text: &str) -> Result<GroupKind, StoreError> {

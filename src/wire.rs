@@ -86,9 +86,34 @@ pub fn validate_op(op: &ClientOp, limits: &Limits) -> Result<(), OpError> {
             }
             Ok(())
         }
-        ClientOp::History { limit: Some(0), .. } => Err(OpError::bad_request("limit must be at least 1")),
+        ClientOp::History { limit: Some(0), .. } | ClientOp::Audit { limit: Some(0), .. } => {
+            Err(OpError::bad_request("limit must be at least 1"))
+        }
+        ClientOp::Reject { reason, .. }
+        | ClientOp::Hide { reason, .. }
+        | ClientOp::Mute { reason, .. }
+        | ClientOp::Remove { reason, .. } => check_reason(reason),
+        ClientOp::SetRole { reason: Some(reason), .. } | ClientOp::Transfer { reason: Some(reason), .. } => {
+            check_reason(reason)
+        }
+        ClientOp::ChangePassword { new, .. } => crate::hub::check_new_password(new),
         _ => Ok(()),
     }
+}
+
+/// A moderation reason: not blank, at most `membership::MAX_REASON`
+/// characters.
+fn check_reason(reason: &str) -> Result<(), OpError> {
+    if reason.trim().is_empty() {
+        return Err(OpError::bad_request("give a reason"));
+    }
+    if reason.chars().count() > crate::membership::MAX_REASON {
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!("reason is longer than {} characters", crate::membership::MAX_REASON),
+        ));
+    }
+    Ok(())
 }
 
 /// The fuzz target for client frames: whatever the bytes, parsing and

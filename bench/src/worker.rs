@@ -550,7 +550,13 @@ impl Conn {
                     group: self.cp.group,
                     seq,
                     ts: now / 1_000_000,
-                    author: Author { id: self.cp.account, name: "李建国".into(), role: Role::Secretary },
+                    author: Author {
+                        id: self.cp.account,
+                        name: "李建国".into(),
+                        role: Role::Secretary,
+                        party: false,
+                        migrant: false,
+                    },
                     channel: Channel::Chat,
                     body: EventBody::Message(MessageBody { text, reply_to: None }),
                 });
@@ -593,8 +599,11 @@ impl Conn {
         if self.sh.plan.strict {
             match serde_json::from_str::<ServerFrame>(text) {
                 Ok(ServerFrame::Event(ev)) => {
-                    let EventBody::Message(m) = &ev.body;
-                    self.on_event(ev.group, ev.seq, &m.text);
+                    let text = match &ev.body {
+                        EventBody::Message(m) => m.text.as_str(),
+                        _ => "",
+                    };
+                    self.on_event(ev.group, ev.seq, text);
                 }
                 Ok(frame) => self.on_reply(frame),
                 Err(_) => self.violation("frame does not parse as ServerFrame"),
@@ -683,9 +692,12 @@ impl Conn {
             ServerFrame::Subscribed { .. } | ServerFrame::Welcome(_) => {
                 self.violation("handshake reply outside the handshake")
             }
-            ServerFrame::Unsubscribed { .. } | ServerFrame::History { .. } => {
-                self.violation("reply to an op never sent")
-            }
+            ServerFrame::Unsubscribed { .. }
+            | ServerFrame::History { .. }
+            | ServerFrame::Done { .. }
+            | ServerFrame::Applications { .. }
+            | ServerFrame::Audit { .. } => self.violation("reply to an op never sent"),
+            ServerFrame::Membership(_) | ServerFrame::Application(_) => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
         }
     }
@@ -837,8 +849,10 @@ impl Conn {
             }
             match frame {
                 ServerFrame::Event(ev) => {
-                    let EventBody::Message(m) = &ev.body;
-                    let text = m.text.clone();
+                    let text = match &ev.body {
+                        EventBody::Message(m) => m.text.clone(),
+                        _ => String::new(),
+                    };
                     self.on_event(ev.group, ev.seq, &text);
                 }
                 other => self.on_reply(other),
@@ -929,7 +943,9 @@ mod tests {
             group: 4,
             seq: 9,
             ts: 1,
-            author: Author { id: 7, name: "王秀英".into(), role: Role::Member },
+            author: Author {
+                id: 7, name: "王秀英".into(), role: Role::Member, party: false, migrant: false
+            },
             channel: Channel::Chat,
             body: EventBody::Message(MessageBody { text: "hello \"quoted\"".into(), reply_to: None }),
         });

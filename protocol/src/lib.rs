@@ -72,6 +72,56 @@ pub enum ClientOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Cadre or secretary: accept a pending applicant into the group (the
+    /// real-name check is done). Reply: `done` with the directory seq.
+    Approve { id: u64, group: Id, account: Id },
+    /// Cadre or secretary: refuse a pending applicant, with a reason the
+    /// applicant sees.
+    Reject { id: u64, group: Id, account: Id, reason: String },
+    /// The pending applications of a group (cadre, secretary).
+    Applications { id: u64, group: Id },
+    /// Volunteer, cadre or secretary: hide a chat message, with a reason.
+    /// Reply: `done` with the seq of the `hide` event.
+    Hide { id: u64, group: Id, seq: Seq, reason: String },
+    /// Cadre or secretary: refuse a member's sends until `until` (ms since
+    /// the epoch; a time in the past lifts the mute).
+    Mute { id: u64, group: Id, account: Id, until: Millis, reason: String },
+    /// Cadre or secretary: remove a member from the group.
+    Remove { id: u64, group: Id, account: Id, reason: String },
+    /// Secretary: make a member a `member`, `volunteer` or `cadre`.
+    SetRole {
+        id: u64,
+        group: Id,
+        account: Id,
+        role: Role,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Secretary, or a town officer of the group's town: make another member
+    /// the secretary (owner); the old secretary becomes a cadre.
+    Transfer {
+        id: u64,
+        group: Id,
+        account: Id,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The group's audit log, newest first (secretary, town and district
+    /// officers).
+    Audit {
+        id: u64,
+        group: Id,
+        /// Only entries with `at < before`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Revoke every token of this account issued until now and close all of
+    /// its connections (this one after the reply).
+    Logout { id: u64 },
+    /// Change the password; revokes every earlier token like `logout`.
+    ChangePassword { id: u64, old: String, new: String },
 }
 
 impl ClientOp {
@@ -82,7 +132,18 @@ impl ClientOp {
             | ClientOp::Subscribe { id, .. }
             | ClientOp::Unsubscribe { id, .. }
             | ClientOp::Send { id, .. }
-            | ClientOp::History { id, .. } => *id,
+            | ClientOp::History { id, .. }
+            | ClientOp::Approve { id, .. }
+            | ClientOp::Reject { id, .. }
+            | ClientOp::Applications { id, .. }
+            | ClientOp::Hide { id, .. }
+            | ClientOp::Mute { id, .. }
+            | ClientOp::Remove { id, .. }
+            | ClientOp::SetRole { id, .. }
+            | ClientOp::Transfer { id, .. }
+            | ClientOp::Audit { id, .. }
+            | ClientOp::Logout { id }
+            | ClientOp::ChangePassword { id, .. } => *id,
         }
     }
 
@@ -94,13 +155,41 @@ impl ClientOp {
             ClientOp::Unsubscribe { .. } => "unsubscribe",
             ClientOp::Send { .. } => "send",
             ClientOp::History { .. } => "history",
+            ClientOp::Approve { .. } => "approve",
+            ClientOp::Reject { .. } => "reject",
+            ClientOp::Applications { .. } => "applications",
+            ClientOp::Hide { .. } => "hide",
+            ClientOp::Mute { .. } => "mute",
+            ClientOp::Remove { .. } => "remove",
+            ClientOp::SetRole { .. } => "set_role",
+            ClientOp::Transfer { .. } => "transfer",
+            ClientOp::Audit { .. } => "audit",
+            ClientOp::Logout { .. } => "logout",
+            ClientOp::ChangePassword { .. } => "change_password",
         }
     }
 }
 
 /// Every op name the server knows, so that an unknown `op` can be told apart
 /// from a known op with bad fields.
-pub const OP_NAMES: &[&str] = &["hello", "subscribe", "unsubscribe", "send", "history"];
+pub const OP_NAMES: &[&str] = &[
+    "hello",
+    "subscribe",
+    "unsubscribe",
+    "send",
+    "history",
+    "approve",
+    "reject",
+    "applications",
+    "hide",
+    "mute",
+    "remove",
+    "set_role",
+    "transfer",
+    "audit",
+    "logout",
+    "change_password",
+];
 
 /// The five channels of a group. Every event belongs to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -177,6 +266,26 @@ pub enum ServerFrame {
     },
     /// A group event, pushed to every subscriber, exactly once, in seq order.
     Event(Event),
+    /// Reply to an op that changed something (`approve`, `reject`, `hide`,
+    /// `mute`, `remove`, `set_role`, `transfer`, `logout`,
+    /// `change_password`): committed, as event `seq` of the directory log
+    /// (or, for `hide`, of the group's log).
+    Done {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<Seq>,
+    },
+    /// Reply to `applications`: pending applicants, oldest first.
+    Applications { id: u64, group: Id, applications: Vec<ApplicationInfo> },
+    /// Reply to `audit`: newest first. `more`: older entries exist (ask with
+    /// `before` = the last entry's `at`).
+    Audit { id: u64, group: Id, entries: Vec<AuditEntry>, more: bool },
+    /// Push to the person concerned when their standing in a group changes:
+    /// application approved or rejected, role changed, muted, removed.
+    Membership(MembershipNotice),
+    /// Push to the cadres and the secretary of a group (connected at the
+    /// time) when someone applies to join it.
+    Application(ApplicationInfo),
     /// Reply to an op that failed, or (with no `id`) a frame the server could
     /// not attribute to an op, such as malformed JSON.
     Error {
@@ -203,6 +312,12 @@ pub struct Welcome {
     /// The groups the account may subscribe to, with its role in each.
     pub groups: Vec<GroupInfo>,
     pub limits: Limits,
+    /// Posts above the groups (town or district officer, admin).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offices: Vec<Office>,
+    /// The account's application to join, while it is pending or rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<ApplicationInfo>,
 }
 
 /// The authenticated account.
@@ -210,9 +325,57 @@ pub struct Welcome {
 pub struct AccountInfo {
     pub id: Id,
     pub name: String,
+    /// Omitted when `active`. A `pending` or `rejected` account may log in
+    /// and say hello but reads nothing.
+    #[serde(default, skip_serializing_if = "AccountStatus::is_active")]
+    pub status: AccountStatus,
+    /// Party member (党员亮身份).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub party: bool,
 }
 
-/// A group the account belongs to.
+/// Where an account stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    /// Registered, waiting for a cadre's real-name check.
+    Pending,
+    /// The application was refused (see `application.reason`).
+    Rejected,
+    /// Disabled by an administrator: cannot log in.
+    Disabled,
+}
+
+impl AccountStatus {
+    pub fn is_active(&self) -> bool {
+        *self == AccountStatus::Active
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Pending => "pending",
+            AccountStatus::Rejected => "rejected",
+            AccountStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// A post above the groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Office {
+    /// Town officer: reads every group of the town (id of the town).
+    Town(Id),
+    /// District officer: reads every group of the district.
+    District(Id),
+    /// Administrator: org tree and accounts, no content rights.
+    Admin,
+}
+
+/// A group the account may see: one it belongs to, or one in the town or
+/// district it oversees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
     pub id: Id,
@@ -220,7 +383,148 @@ pub struct GroupInfo {
     pub kind: GroupKind,
     /// The town (街镇) the group belongs to.
     pub town: String,
+    /// The effective role: the member's role, or `town_officer` /
+    /// `district_officer` for a group seen from above.
     pub role: Role,
+    /// A migrant resident (外来人口) of this group.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub migrant: bool,
+    /// The member's household in this group, if registered in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<HouseholdInfo>,
+    /// Sends are refused until then (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<Millis>,
+}
+
+/// A household (户) of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HouseholdInfo {
+    pub id: Id,
+    pub address: String,
+    /// Whether the account is the head of the household.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub head: bool,
+}
+
+/// An application to join a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationInfo {
+    pub account: Id,
+    pub name: String,
+    pub phone: String,
+    pub group: Id,
+    /// The household address given, for a registered resident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub migrant: bool,
+    pub status: AccountStatus,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was filed, ms since the epoch.
+    pub at: Millis,
+}
+
+/// One audited action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, ms since the epoch.
+    pub at: Millis,
+    pub action: AuditAction,
+    /// Who did it.
+    pub actor: Person,
+    /// To whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Person>,
+    /// The new role (`set_role`, `transfer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// The hidden message (`hide`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<Seq>,
+    /// Muted until (`mute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An account named in an audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: Id,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Approve,
+    Reject,
+    SetRole,
+    Transfer,
+    Hide,
+    Mute,
+    Remove,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Approve => "approve",
+            AuditAction::Reject => "reject",
+            AuditAction::SetRole => "set_role",
+            AuditAction::Transfer => "transfer",
+            AuditAction::Hide => "hide",
+            AuditAction::Mute => "mute",
+            AuditAction::Remove => "remove",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AuditAction> {
+        [
+            AuditAction::Approve,
+            AuditAction::Reject,
+            AuditAction::SetRole,
+            AuditAction::Transfer,
+            AuditAction::Hide,
+            AuditAction::Mute,
+            AuditAction::Remove,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == text)
+    }
+}
+
+/// Push: the account's standing in a group changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipNotice {
+    pub group: Id,
+    pub status: MembershipStatus,
+    /// The role now held (`approved`, `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Muted until (`muted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipStatus {
+    /// The application was accepted: the group can now be subscribed to.
+    Approved,
+    /// The application was refused.
+    Rejected,
+    /// The role in the group changed.
+    Role,
+    Muted,
+    /// No longer a member: subscriptions to the group have ended.
+    Removed,
 }
 
 /// Village (村) or neighbourhood committee (居委).
@@ -245,18 +549,41 @@ impl GroupKind {
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Member,
+    /// 党员/团员志愿者: may hide chat messages.
+    Volunteer,
+    /// 村/居委委员.
     Cadre,
     /// 书记: the group's owner; exactly one per group.
     Secretary,
+    /// Not a member: sees the group as an officer of its town.
+    TownOfficer,
+    /// Not a member: sees the group as an officer of its district.
+    DistrictOfficer,
 }
 
 impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Member,
+        Role::Volunteer,
+        Role::Cadre,
+        Role::Secretary,
+        Role::TownOfficer,
+        Role::DistrictOfficer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Member => "member",
+            Role::Volunteer => "volunteer",
             Role::Cadre => "cadre",
             Role::Secretary => "secretary",
+            Role::TownOfficer => "town_officer",
+            Role::DistrictOfficer => "district_officer",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 
@@ -295,6 +622,12 @@ pub struct Author {
     pub id: Id,
     pub name: String,
     pub role: Role,
+    /// Party member: clients show the badge (党员亮身份).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub party: bool,
+    /// Migrant resident (外来人口): clients show the label.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub migrant: bool,
 }
 
 /// The kinds of group events, each with its own body.
@@ -303,18 +636,47 @@ pub struct Author {
 pub enum EventBody {
     /// A chat message.
     Message(MessageBody),
+    /// A moderator hid the chat message `seq`.
+    Hide(HideBody),
+    /// A message that has been hidden, as stored history and backfill show
+    /// it (the event keeps its seq, ts and author): members get no `text`,
+    /// cadres and officers get the text as well.
+    Hidden(HiddenBody),
+}
+
+/// Body of a `hide` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HideBody {
+    /// The hidden message.
+    pub seq: Seq,
+    pub reason: String,
+}
+
+/// Body of a hidden message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenBody {
+    /// The seq of the `hide` event.
+    pub hidden_by: Seq,
+    pub reason: String,
+    /// The original text; only for cadres, the secretary and officers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Seq>,
 }
 
 impl EventBody {
     pub fn channel(&self) -> Channel {
         match self {
-            EventBody::Message(_) => Channel::Chat,
+            EventBody::Message(_) | EventBody::Hide(_) | EventBody::Hidden(_) => Channel::Chat,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             EventBody::Message(_) => "message",
+            EventBody::Hide(_) => "hide",
+            EventBody::Hidden(_) => "hidden",
         }
     }
 }
@@ -407,6 +769,9 @@ pub mod close {
     pub const TOO_SLOW: u16 = 4008;
     /// The client kept flooding after `rate_limited` replies.
     pub const FLOOD: u16 = 4029;
+    /// The account's tokens were revoked (logout, password change, account
+    /// disabled): log in again.
+    pub const REVOKED: u16 = 4003;
 }
 
 // ---------------------------------------------------------------------------
@@ -430,6 +795,37 @@ pub struct LoginResponse {
     pub account: AccountInfo,
 }
 
+/// `POST /api/register` request body: a new account, pending until a cadre
+/// of `group` approves it. A registered resident (户籍) gives `household`;
+/// a migrant resident (外来人口) sets `migrant` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Real name.
+    pub name: String,
+    pub phone: String,
+    pub password: String,
+    pub group: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<HouseholdRequest>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub migrant: bool,
+}
+
+/// The household a registering resident lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HouseholdRequest {
+    /// Address or household number, e.g. "聚源桥村12组38号".
+    pub address: String,
+}
+
+/// Body of a 2xx `/api` response that carries no data (`register`,
+/// `logout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiStatus {
+    pub status: String,
+    pub message: String,
+}
+
 /// Body of every non-2xx `/api` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -450,6 +846,17 @@ mod tests {
     }
 
     #[test]
+    fn roles_are_ordered_and_named() {
+        assert!(
+            Role::Member < Role::Volunteer && Role::Volunteer < Role::Cadre && Role::Cadre < Role::Secretary
+        );
+        for role in Role::ALL {
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{}\"", role.as_str()));
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+    }
+
+    #[test]
     fn op_names_cover_every_op() {
         let ops = [
             r#"{"op":"hello","id":1,"token":"t"}"#,
@@ -457,6 +864,17 @@ mod tests {
             r#"{"op":"unsubscribe","id":1,"group":1}"#,
             r#"{"op":"send","id":1,"group":1,"channel":"chat","body":{"text":"x"},"client_key":"k"}"#,
             r#"{"op":"history","id":1,"group":1}"#,
+            r#"{"op":"approve","id":1,"group":1,"account":2}"#,
+            r#"{"op":"reject","id":1,"group":1,"account":2,"reason":"r"}"#,
+            r#"{"op":"applications","id":1,"group":1}"#,
+            r#"{"op":"hide","id":1,"group":1,"seq":2,"reason":"r"}"#,
+            r#"{"op":"mute","id":1,"group":1,"account":2,"until":0,"reason":"r"}"#,
+            r#"{"op":"remove","id":1,"group":1,"account":2,"reason":"r"}"#,
+            r#"{"op":"set_role","id":1,"group":1,"account":2,"role":"volunteer"}"#,
+            r#"{"op":"transfer","id":1,"group":1,"account":2}"#,
+            r#"{"op":"audit","id":1,"group":1}"#,
+            r#"{"op":"logout","id":1}"#,
+            r#"{"op":"change_password","id":1,"old":"a","new":"b"}"#,
         ];
         assert_eq!(ops.len(), OP_NAMES.len());
         for (json, name) in ops.iter().zip(OP_NAMES) {

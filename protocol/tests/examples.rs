@@ -2,7 +2,9 @@
 //! types and serialize back to the same JSON, so the document and the code
 //! cannot drift apart.
 
-use protocol::{ApiError, ClientOp, ErrorCode, LoginRequest, LoginResponse, ServerFrame};
+use protocol::{
+    ApiError, ApiStatus, ClientOp, ErrorCode, LoginRequest, LoginResponse, RegisterRequest, ServerFrame,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -50,6 +52,8 @@ fn every_example_round_trips() {
             "http:login-request" => drop(round_trip::<LoginRequest>(info, text)),
             "http:login-response" => drop(round_trip::<LoginResponse>(info, text)),
             "http:error" => drop(round_trip::<ApiError>(info, text)),
+            "http:register-request" => drop(round_trip::<RegisterRequest>(info, text)),
+            "http:status" => drop(round_trip::<ApiStatus>(info, text)),
             other => panic!("example with unknown tag '{other}'"),
         }
     }
@@ -61,11 +65,29 @@ fn every_example_round_trips() {
         let documented = frames.iter().any(|f| matches!(f, ServerFrame::Error { code: c, .. } if *c == code));
         assert!(documented, "no example of error code {}", code.as_str());
     }
-    for kind in ["welcome", "subscribed", "unsubscribed", "sent", "history", "event", "error"] {
+    for kind in [
+        "welcome",
+        "subscribed",
+        "unsubscribed",
+        "sent",
+        "history",
+        "event",
+        "error",
+        "done",
+        "applications",
+        "audit",
+        "membership",
+        "application",
+    ] {
         let documented = frames
             .iter()
             .any(|f| serde_json::to_value(f).unwrap()["type"] == Value::String(kind.to_string()));
         assert!(documented, "no example of server frame {kind}");
+    }
+    // Every event kind has an example.
+    for kind in ["message", "hide", "hidden"] {
+        let documented = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.body.kind() == kind));
+        assert!(documented, "no example of event kind {kind}");
     }
 }
 

@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use protocol::{ApiError, ErrorCode, Event, GroupInfo, LoginResponse, ServerFrame, Welcome};
+use protocol::{
+    ApiError, ErrorCode, Event, GroupInfo, LoginResponse, MembershipNotice, ServerFrame, Welcome,
+};
 
 pub const DEMO_PASSWORD: &str = "demo1234";
 /// Demo phones: `1380000{g}{p:03}`; p = 1 secretary, 2 cadre, 3..=6 members.
@@ -132,10 +134,33 @@ impl Server {
         self.login(phone, DEMO_PASSWORD).await.unwrap().token
     }
 
+    /// `POST /api/register`; returns the HTTP status and body.
+    pub async fn register(&self, request: &Value) -> (u16, String) {
+        http(self.addr, "POST", "/api/register", Some(&request.to_string())).await
+    }
+
+    /// Registers a resident (`household` given) or a migrant (`None`) and
+    /// checks the uniform 202 answer.
+    pub async fn apply(&self, name: &str, phone: &str, group: u64, household: Option<&str>) {
+        let mut request = json!({"name": name, "phone": phone, "password": DEMO_PASSWORD, "group": group});
+        match household {
+            Some(address) => request["household"] = json!({"address": address}),
+            None => request["migrant"] = json!(true),
+        }
+        let (status, body) = self.register(&request).await;
+        assert_eq!(status, 202, "register failed: {body}");
+    }
+
     /// An unauthenticated connection.
     pub async fn connect(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url()).await.unwrap();
-        Client { ws, next_id: 1, events: VecDeque::new() }
+        Client {
+            ws,
+            next_id: 1,
+            events: VecDeque::new(),
+            notices: VecDeque::new(),
+            applications: VecDeque::new(),
+        }
     }
 
     /// Logged in and said hello.
@@ -226,6 +251,10 @@ pub struct Client {
     next_id: u64,
     /// Events that arrived while waiting for a reply.
     events: VecDeque<Event>,
+    /// Membership pushes that arrived while waiting for something else.
+    pub notices: VecDeque<MembershipNotice>,
+    /// Application pushes (to cadres), likewise.
+    pub applications: VecDeque<protocol::ApplicationInfo>,
 }
 
 /// How a connection ended.
@@ -283,6 +312,8 @@ impl Client {
         loop {
             match self.frame().await {
                 ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                ServerFrame::Application(application) => self.applications.push_back(application),
                 frame => {
                     assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
                     return frame;
@@ -344,9 +375,43 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return event;
         }
-        match self.frame().await {
-            ServerFrame::Event(event) => event,
-            other => panic!("expected an event, got {other:?}"),
+        loop {
+            match self.frame().await {
+                ServerFrame::Event(event) => return event,
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                ServerFrame::Application(application) => self.applications.push_back(application),
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next application push (other pushes arriving meanwhile are kept).
+    pub async fn application(&mut self) -> protocol::ApplicationInfo {
+        if let Some(application) = self.applications.pop_front() {
+            return application;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Application(application) => return application,
+                ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                other => panic!("expected an application push, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next membership push (events arriving meanwhile are kept).
+    pub async fn notice(&mut self) -> MembershipNotice {
+        if let Some(notice) = self.notices.pop_front() {
+            return notice;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Membership(notice) => return notice,
+                ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Application(application) => self.applications.push_back(application),
+                other => panic!("expected a membership push, got {other:?}"),
+            }
         }
     }
 
@@ -400,15 +465,38 @@ impl Client {
     }
 }
 
+/// The account id of a pending applicant, as a cadre of the group sees it.
+pub async fn applicant_id(cadre: &mut Client, group: u64, phone: &str) -> u64 {
+    match cadre.request(json!({"op": "applications", "group": group})).await {
+        ServerFrame::Applications { applications, .. } => {
+            applications
+                .iter()
+                .find(|a| a.phone == phone)
+                .unwrap_or_else(|| panic!("no pending application from {phone}: {applications:?}"))
+                .account
+        }
+        other => panic!("applications failed: {other:?}"),
+    }
+}
+
+/// Phones of the demo's officials: 13800009001 town officer of 月浦镇,
+/// …002 town officer of 罗店镇, …003 district officer, …004 admin.
+pub fn official_phone(i: usize) -> String {
+    format!("138000090{i:02}")
+}
+
 pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
     match frame {
         ServerFrame::Welcome(w) => Some(w.id),
         ServerFrame::Subscribed { id, .. }
         | ServerFrame::Unsubscribed { id, .. }
         | ServerFrame::Sent { id, .. }
-        | ServerFrame::History { id, .. } => Some(*id),
+        | ServerFrame::History { id, .. }
+        | ServerFrame::Done { id, .. }
+        | ServerFrame::Applications { id, .. }
+        | ServerFrame::Audit { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
-        ServerFrame::Event(_) => None,
+        ServerFrame::Event(_) | ServerFrame::Membership(_) | ServerFrame::Application(_) => None,
     }
 }
 
@@ -425,6 +513,8 @@ pub fn group_named(welcome: &Welcome, name: &str) -> GroupInfo {
 pub fn text_of(event: &Event) -> &str {
     match &event.body {
         protocol::EventBody::Message(m) => &m.text,
+        protocol::EventBody::Hidden(h) => h.text.as_deref().unwrap_or(""),
+        protocol::EventBody::Hide(_) => "",
     }
 }
 
