@@ -79,8 +79,12 @@ pub struct RunConfig {
     /// 0 = automatic.
     pub workers: usize,
     pub max_conns_per_worker: usize,
-    /// Bind worker i to 127.0.0.(2+i).
+    /// Bind connection j to 127.0.0.(2 + j / conns_per_source_ip).
     pub spread_source_ips: bool,
+    /// Connections per source address: below villagehub's default
+    /// `--max-connections-per-ip` (2,000) and far below the ~28,000
+    /// ephemeral ports per (source, destination) pair.
+    pub conns_per_source_ip: usize,
     pub connect_concurrency: usize,
     pub strict: bool,
     /// Ingest: senders also subscribe to their group.
@@ -119,6 +123,7 @@ impl RunConfig {
             workers: 0,
             max_conns_per_worker: 9000,
             spread_source_ips: true,
+            conns_per_source_ip: 1500,
             connect_concurrency: 256,
             strict: false,
             ingest_subscribe: false,
@@ -320,7 +325,19 @@ pub fn plan_workers(
                 Scenario::Ingest => cfg.ingest_subscribe,
                 _ => true,
             };
-            conns.push(ConnPlan { group, account: m.account, token: m.token.clone(), subscribe, send });
+            let j = conns.len();
+            let source_ip = cfg.spread_source_ips.then(|| {
+                let k = j / cfg.conns_per_source_ip.max(1);
+                Ipv4Addr::new(127, 0, (k / 250) as u8, 2 + (k % 250) as u8)
+            });
+            conns.push(ConnPlan {
+                group,
+                account: m.account,
+                token: m.token.clone(),
+                source_ip,
+                subscribe,
+                send,
+            });
         }
     }
     let n = cfg.worker_count();
@@ -329,7 +346,7 @@ pub fn plan_workers(
             worker: w,
             target,
             url: url.to_string(),
-            source_ip: cfg.spread_source_ips.then(|| Ipv4Addr::new(127, 0, 0, 2 + (w % 250) as u8)),
+            source_ip: None,
             conns: Vec::new(),
             text_bytes: cfg.text_bytes,
             connect_concurrency: cfg.connect_concurrency,

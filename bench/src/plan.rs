@@ -35,8 +35,8 @@ pub struct WorkerPlan {
     /// ours: `ws://HOST:PORT/ws`; peer: `ws://HOST:PORT` (the worker
     /// appends `/room/GROUP`).
     pub url: String,
-    /// Local address to bind before connecting, so that several workers do
-    /// not share one (source ip, destination) port range.
+    /// Local address to bind before connecting when the connection names
+    /// none.
     pub source_ip: Option<Ipv4Addr>,
     pub conns: Vec<ConnPlan>,
     /// Length of each message text in bytes (the send timestamp included).
@@ -55,6 +55,11 @@ pub struct ConnPlan {
     pub account: u64,
     /// Bench token from `villagehub bench-seed` (unused for the peer).
     pub token: String,
+    /// Local address to bind before connecting: connections are spread
+    /// over 127.0.0.2, 127.0.0.3, … so that no address runs short of
+    /// ephemeral ports or exceeds the server's per-address connection limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<Ipv4Addr>,
     /// Subscribe to `group` and check every event it pushes.
     pub subscribe: bool,
     /// Post to `group` on a schedule.

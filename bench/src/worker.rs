@@ -359,6 +359,11 @@ impl Conn {
             }
             None => {
                 self.sh.failed.fetch_add(1, Relaxed);
+                if self.cp.send.is_some() {
+                    // A sender that never connected has nothing to wait for.
+                    self.send_done = true;
+                    self.sh.senders_done.fetch_add(1, Relaxed);
+                }
                 self.sh.changed.notify_one();
                 self.finish(&phase.borrow().clone());
                 return;
@@ -417,6 +422,11 @@ impl Conn {
                 Wake::Phase(true) | Wake::Timer => {}
                 Wake::Phase(false) => break,
             }
+        }
+        if self.cp.send.is_some() && !self.send_done {
+            self.send_done = true;
+            self.sh.senders_done.fetch_add(1, Relaxed);
+            self.sh.changed.notify_one();
         }
         let p = phase.borrow().clone();
         self.finish(&p);
@@ -758,7 +768,7 @@ impl Conn {
         let sh = self.sh.clone();
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
-        if let Some(ip) = sh.plan.source_ip {
+        if let Some(ip) = self.cp.source_ip.or(sh.plan.source_ip) {
             socket.bind(SocketAddr::from((ip, 0)))?;
         }
         let stream = socket.connect(sh.addr).await?;
