@@ -227,6 +227,7 @@ impl Log {
                 fanout_tx,
                 heads,
                 directory,
+                fanout,
                 store_path: store.path().to_path_buf(),
                 metrics: metrics.clone(),
                 applied: applied.clone(),
@@ -326,6 +327,9 @@ struct State {
     /// events, so a plain map.
     heads: HashMap<Id, (Seq, Millis)>,
     directory: Arc<RwLock<Directory>>,
+    /// For pushing directory outcomes to connected accounts (presence);
+    /// group events go through `fanout_tx`.
+    fanout: Arc<Fanout>,
     store_path: std::path::PathBuf,
     metrics: Arc<LogMetrics>,
     applied: Arc<Applied>,
