@@ -1,0 +1,183 @@
+// Issue 3 in the browser: registering with a real name, approval and
+// rejection seen live, hidden messages (placeholder for members, text for
+// cadres), badges, revoked tokens, officers' read-only drill-down.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import {
+  startServer, launchPhone, login, waitForChat, demoPhone, tempDir, rmDir, postAs, ensureArtifacts, sleep,
+} from './helpers.js';
+
+let server;
+let dataDir;
+const phones = [];
+
+before(async () => {
+  dataDir = tempDir('vh-web-membership-');
+  server = await startServer({ dataDir });
+});
+
+after(async () => {
+  for (const p of phones) await p.close();
+  if (server) await server.stop();
+  rmDir(dataDir);
+});
+
+async function phone() {
+  const p = await launchPhone();
+  phones.push(p);
+  return p;
+}
+
+/** The id of the (first) group in the page's welcome. */
+async function firstGroup(page) {
+  await page.waitForFunction(() => window.villagehub && window.villagehub.app.welcomed && window.villagehub.app.groups.size > 0);
+  return page.evaluate(() => [...window.villagehub.app.groups.keys()][0]);
+}
+
+async function register(page, group, { name, phone, password, address, migrant }) {
+  await page.goto(`${server.url}/#/register/${group}`);
+  await page.waitForSelector('#reg-name');
+  assert.equal(await page.inputValue('#reg-group'), String(group), 'the invite link fills the group in');
+  await page.fill('#reg-name', name);
+  await page.fill('#reg-phone', phone);
+  await page.fill('#reg-password', password);
+  if (migrant) await page.check('#reg-kind-migrant');
+  else await page.fill('#reg-address', address);
+  await page.click('#register-submit');
+}
+
+test('register → a cadre approves in another browser → the applicant sees the group live; a rejection shows its reason', async () => {
+  const cadre = await phone();
+  const applicant = await phone();
+  const other = await phone();
+
+  await login(cadre.page, server.url, demoPhone(1, 2)); // 张丽华, cadre of 聚源桥村
+  await waitForChat(cadre.page);
+  const group = await firstGroup(cadre.page);
+  await cadre.page.goto(`${server.url}/#/g/${group}/manage`);
+  await cadre.page.waitForSelector('#applications[data-state="ready"]');
+  // The demo's pending applicant is already waiting.
+  await cadre.page.waitForSelector('#applications .app-card >> text=彭玉兰');
+
+  const name = `孔繁星${Date.now() % 1000}`;
+  await register(applicant.page, group, { name, phone: '13912340001', password: 'kfx-2019-bs', address: '聚源桥村1组12号' });
+  await applicant.page.waitForSelector('#application[data-status="pending"]');
+  assert.match(await applicant.page.textContent('#application'), /审核中/);
+  assert.match(await applicant.page.textContent('#application'), /聚源桥村1组12号/);
+
+  // The cadre sees the application arrive live, without reloading.
+  const card = cadre.page.locator('#applications .app-card', { hasText: name });
+  await card.waitFor({ timeout: 15_000 });
+  await cadre.page.evaluate(() => document.querySelector('#toast').classList.remove('show'));
+  await sleep(400);
+  await cadre.page.screenshot({ path: path.join(ensureArtifacts(), 'approvals-queue.png') });
+  await card.locator('[data-action="approve"]').click();
+  await card.waitFor({ state: 'detached', timeout: 15_000 });
+
+  // The applicant is taken into the group's chat, live.
+  await waitForChat(applicant.page);
+  assert.equal(await applicant.page.textContent('#group-title'), '聚源桥村');
+  await applicant.page.waitForSelector('#msglist .msg .text');
+
+  // Rejection: a migrant resident applies; the reason reaches them live.
+  await register(other.page, group, { name: '邓大川', phone: '13912340009', password: 'ddc-2019-bs', migrant: true });
+  await other.page.waitForSelector('#application[data-status="pending"]');
+  const card2 = cadre.page.locator('#applications .app-card', { hasText: '邓大川' });
+  await card2.waitFor({ timeout: 15_000 });
+  assert.match(await card2.textContent(), /外来人口/);
+  await card2.locator('[data-action="reject"]').click();
+  await cadre.page.fill('#sheet-reason', '手机号与身份证登记不符');
+  await cadre.page.click('#sheet-submit');
+  await other.page.waitForSelector('#application[data-status="rejected"]', { timeout: 15_000 });
+  assert.match(await other.page.textContent('#application-reason'), /手机号与身份证登记不符/);
+
+  for (const p of [cadre, applicant, other]) assert.deepEqual(p.errors, [], 'no page errors');
+});
+
+test('a cadre hides a message: the member sees the placeholder, the cadre the text — live and after a reload', async () => {
+  const member = await phone();
+  const cadre = await phone();
+  await login(member.page, server.url, demoPhone(1, 3)); // 王秀英
+  await login(cadre.page, server.url, demoPhone(1, 2)); // 张丽华
+  await waitForChat(member.page);
+  await waitForChat(cadre.page);
+
+  const ad = `低价出售保健品，加微信 ${Date.now()}`;
+  const ok = `志愿者今天下午在村口量血压 ${Date.now()}`;
+  await postAs(member.page, demoPhone(1, 8), ad); // 邓小川, migrant resident
+  await postAs(member.page, demoPhone(1, 7), ok); // 马红梅, volunteer, Party member
+  for (const p of [member, cadre]) {
+    await p.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === t), ok);
+  }
+  const adMsg = (page) => page.locator('#msglist .msg', { hasText: '邓小川' }).last();
+  assert.match(await adMsg(member.page).locator('.meta').textContent(), /外来人口/);
+  assert.match(await member.page.locator('#msglist .msg', { hasText: ok }).locator('.meta').textContent(), /党员/);
+  // Residents get no moderation menu; cadres do.
+  assert.equal(await member.page.locator('#msglist .msg-more').count(), 0);
+
+  await adMsg(cadre.page).locator('.msg-more').click();
+  await cadre.page.click('#sheet [data-action="hide"]');
+  await cadre.page.fill('#sheet-reason', '广告');
+  await cadre.page.click('#sheet-submit');
+
+  const placeholder = '此消息已被管理员隐藏：广告';
+  await member.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .hidden-note')].some((e) => e.textContent === t), placeholder, { timeout: 15_000 });
+  assert.ok(!(await member.page.textContent('#msglist')).includes(ad), 'the member no longer sees the text');
+  await cadre.page.waitForSelector('#msglist .msg.is-hidden .hidden-mark');
+  assert.equal(await cadre.page.locator('#msglist .msg.is-hidden .text').last().textContent(), ad);
+
+  const dir = ensureArtifacts();
+  await cadre.page.evaluate(() => document.querySelector('#toast').classList.remove('show'));
+  await sleep(400);
+  await member.page.screenshot({ path: path.join(dir, 'hidden-message-member.png') });
+  await cadre.page.screenshot({ path: path.join(dir, 'hidden-message-cadre.png') });
+
+  // From history (a `hidden` event): the same for both after a reload.
+  await member.page.reload();
+  await waitForChat(member.page);
+  await member.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .hidden-note')].some((e) => e.textContent === t), placeholder);
+  assert.ok(!(await member.page.textContent('#msglist')).includes(ad));
+  await cadre.page.reload();
+  await waitForChat(cadre.page);
+  await cadre.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg.is-hidden .text')].some((e) => e.textContent === t), ad);
+
+  // The secretary reads it in the audit log.
+  const secretary = await phone();
+  await login(secretary.page, server.url, demoPhone(1, 1));
+  await waitForChat(secretary.page);
+  const group = await firstGroup(secretary.page);
+  await secretary.page.goto(`${server.url}/#/g/${group}/manage`);
+  await secretary.page.waitForSelector('#audit[data-state="ready"] .audit-entry[data-action="hide"]');
+  assert.match(await secretary.page.textContent('#audit'), /广告/);
+  await secretary.page.screenshot({ path: path.join(dir, 'audit-log.png') });
+
+  for (const p of [member, cadre, secretary]) assert.deepEqual(p.errors, [], 'no page errors');
+});
+
+test('logging out revokes the other tab too (close 4003 → login with a message); officers read any group of their town', async () => {
+  const a = await phone();
+  const b = await phone();
+  await login(a.page, server.url, demoPhone(2, 4));
+  await login(b.page, server.url, demoPhone(2, 4));
+  await waitForChat(a.page);
+  await waitForChat(b.page);
+  await b.page.click('a.back');
+  await b.page.click('#logout');
+  await a.page.waitForSelector('#login-error:not([hidden])', { timeout: 15_000 });
+  assert.equal(await a.page.textContent('#login-error'), '已退出登录或密码已修改，请重新登录。');
+
+  const officer = await phone();
+  await login(officer.page, server.url, '13800009001'); // 陶建华, town officer of 月浦镇
+  await officer.page.waitForSelector('.group-card');
+  assert.equal(await officer.page.locator('.group-card').count(), 2);
+  assert.match(await officer.page.textContent('.bar-title'), /辖区/);
+  await officer.page.locator('.group-card').nth(1).click();
+  await officer.page.waitForSelector('#readonly-note');
+  await officer.page.waitForSelector('#msglist .msg .text');
+  assert.equal(await officer.page.locator('#composer-input').count(), 0);
+  await officer.page.click('#manage-link');
+  await officer.page.waitForSelector('#audit[data-state="ready"]');
+  for (const p of [a, officer]) assert.deepEqual(p.errors, [], 'no page errors');
+});
