@@ -180,9 +180,11 @@ fn extra_lines(r: &TargetResult) -> String {
         ));
     }
     let m = &r.server_metrics;
-    if let (Some(events), Some(batches)) =
-        (m.get("villagehub_events_committed_total"), m.get("villagehub_commit_batches_total"))
-    {
+    // Older servers export commit_batches_total, newer ones a commit-time
+    // histogram whose count is the number of batches.
+    let batches =
+        m.get("villagehub_commit_batches_total").or_else(|| m.get("villagehub_commit_seconds_count"));
+    if let (Some(events), Some(batches)) = (m.get("villagehub_events_committed_total"), batches) {
         if *batches > 0.0 {
             let commit_s = m.get("villagehub_commit_seconds_sum").copied().unwrap_or(0.0);
             s.push_str(&format!(
