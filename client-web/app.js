@@ -223,6 +223,7 @@ function render() {
   else root.append(renderGroup(r.group, r.channel));
   if (r.name === 'group' && r.channel === 'chat') afterChatMounted(r.group);
   if (r.name === 'group' && r.channel === 'manage') afterManageMounted(r.group);
+  if (r.name === 'group') updateManageCount(r.group);
 }
 
 // ---------------------------------------------------------------------------
@@ -386,6 +387,7 @@ function onWelcome(w) {
   const first = !app.welcomed;
   app.welcomed = true;
   for (const log of next.values()) subscribe(log);
+  for (const log of next.values()) if (log.info.role === 'cadre' || log.info.role === 'secretary') fetchApplications(log.id);
   const r = route();
   if (r.name === 'groups' && !app.autoOpened && next.size === 1) {
     // One group, as for most residents: skip the list.
@@ -713,10 +715,6 @@ function renderGroup(groupId, channel) {
       h('h1', { class: 'bar-title', id: 'group-title' }, title),
       g && h('p', { class: 'bar-sub' }, `${g.town} · ${t(`kind.${g.kind}`)}`)),
     connPill(),
-    g && canManage(g.role) ? h('a', {
-      class: `tool tool-compact manage-link${channel === 'manage' ? ' active' : ''}`, id: 'manage-link',
-      href: `#/g/${groupId}/manage`, 'aria-label': t('manage.title'),
-    }, t('manage.short'), h('span', { class: 'count', id: 'manage-count', hidden: true })) : null,
     h('button', {
       class: 'tool tool-compact', type: 'button', id: 'large-toggle', 'aria-pressed': largeText() ? 'true' : 'false',
       'aria-label': largeText() ? t('settings.large_text.on') : t('settings.large_text.off'), onclick: toggleLarge,
@@ -737,7 +735,15 @@ function renderGroup(groupId, channel) {
   } else {
     main = renderSoon(groupId, channel);
   }
-  return h('div', { class: 'screen group' }, header, tabs, offlineBanner(), main);
+  // Cadres, the secretary and officers: one strip to the approvals queue and
+  // the audit log, under the tabs (the header has no room left on a phone).
+  const manage = g && canManage(g.role) ? h('a', {
+    class: `manage-strip${channel === 'manage' ? ' active' : ''}`, id: 'manage-link',
+    href: channel === 'manage' ? `#/g/${groupId}/chat` : `#/g/${groupId}/manage`,
+  }, h('span', { class: 'manage-title' }, t(OFFICERS.has(g.role) ? 'manage.officer' : 'manage.title')),
+  h('span', { class: 'count', id: 'manage-count', hidden: true }),
+  h('span', { class: 'manage-go' }, channel === 'manage' ? t('manage.close') : '›')) : null;
+  return h('div', { class: 'screen group' }, header, tabs, manage, offlineBanner(), main);
 }
 
 function renderSoon(groupId, channel) {
@@ -1205,7 +1211,8 @@ function renderApplication(a) {
     rejected && a.reason ? h('p', { class: 'application-reason', id: 'application-reason' }, t('application.reason', { reason: a.reason })) : null,
     h('dl', { class: 'facts' },
       h('dt', {}, t('register.group')), h('dd', {}, t('application.group', { id: a.group })),
-      h('dt', {}, t('register.kind')), h('dd', {}, a.migrant ? t('badge.migrant') : (a.household || '')),
+      h('dt', {}, a.migrant ? t('register.kind') : t('register.address')),
+      h('dd', {}, a.migrant ? t('register.kind.migrant') : (a.household || '')),
       a.at ? h('dt', {}, t('application.at')) : null, a.at ? h('dd', {}, formatTime(a.at)) : null),
     rejected ? h('p', { class: 'muted' }, t('application.rejected.next')) : h('p', { class: 'muted' }, t('application.pending.live')));
 }
@@ -1469,7 +1476,7 @@ function updateManageCount(groupId) {
   const el = $('#manage-count');
   if (!el || route().group !== groupId) return;
   const n = [...(app.applications.get(groupId) || new Map()).values()].filter((a) => a.status === 'pending').length;
-  el.textContent = String(n);
+  el.textContent = t('manage.pending', { n });
   el.hidden = n === 0;
 }
 
@@ -1497,22 +1504,30 @@ function renderManage(log) {
   return h('main', { class: 'content manage', dataset: { group: String(log.id) } }, sections);
 }
 
+/** The approvals queue of a group, so that the manage strip can count it. */
+async function fetchApplications(groupId) {
+  try {
+    const r = await app.hub.request({ op: 'applications', group: groupId });
+    const q = new Map();
+    for (const a of r.applications || []) q.set(a.account, a);
+    // Pushes that came meanwhile are newer than the list.
+    for (const a of (app.applications.get(groupId) || new Map()).values()) if (!q.has(a.account)) q.set(a.account, a);
+    app.applications.set(groupId, q);
+  } catch (err) {
+    if (err.code !== 'disconnected') toast(errorText(err));
+    return false;
+  }
+  updateManageCount(groupId);
+  return true;
+}
+
 async function afterManageMounted(groupId) {
   const log = app.groups.get(groupId);
   if (!log || !app.hub) return;
   const role = log.info.role;
   if ((role === 'cadre' || role === 'secretary') && $('#applications')) {
-    try {
-      await waitConnected();
-      const r = await app.hub.request({ op: 'applications', group: groupId });
-      const q = new Map();
-      for (const a of r.applications || []) q.set(a.account, a);
-      // Pushes that came meanwhile are newer than the list.
-      for (const a of (app.applications.get(groupId) || new Map()).values()) if (!q.has(a.account)) q.set(a.account, a);
-      app.applications.set(groupId, q);
-    } catch (err) {
-      toast(errorText(err));
-    }
+    await waitConnected();
+    await fetchApplications(groupId);
     drawApplications(groupId);
   }
   if ($('#audit')) loadAudit(groupId, null);

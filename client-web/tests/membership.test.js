@@ -181,3 +181,49 @@ test('logging out revokes the other tab too (close 4003 → login with a message
   await officer.page.waitForSelector('#audit[data-state="ready"]');
   for (const p of [a, officer]) assert.deepEqual(p.errors, [], 'no page errors');
 });
+
+/** Screenshot at 360×740, after checking that nothing scrolls sideways. */
+async function shot(page, name) {
+  await page.evaluate(() => document.querySelector('#toast').classList.remove('show'));
+  await sleep(400);
+  await page.screenshot({ path: path.join(ensureArtifacts(), `${name}.png`) });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
+  const bar = await page.evaluate(() => {
+    const el = document.querySelector('.bar');
+    return el ? el.scrollWidth - el.clientWidth : 0;
+  });
+  assert.ok(bar <= 0, `${name}: the header overflows by ${bar}px`);
+}
+
+test('screens of issue 3 fit a 360 px phone, in Chinese and in English with large text', async () => {
+  const p = await phone();
+  await p.page.goto(`${server.url}/#/register/4`);
+  await p.page.waitForSelector('#reg-name');
+  await shot(p.page, 'register');
+  await login(p.page, server.url, demoPhone(1, 10)); // 曹伟, rejected by the demo
+  await p.page.waitForSelector('#application[data-status="rejected"]');
+  await shot(p.page, 'application-rejected');
+  await p.page.click('#logout');
+  await login(p.page, server.url, demoPhone(1, 9)); // 彭玉兰, pending
+  await p.page.waitForSelector('#application[data-status="pending"]');
+  await shot(p.page, 'application-pending');
+  await p.page.click('#logout');
+
+  await login(p.page, server.url, demoPhone(1, 1)); // 李建国, secretary
+  await waitForChat(p.page);
+  await p.page.locator('#msglist .msg .msg-more').last().click();
+  await p.page.waitForSelector('#sheet [data-action="reply"]');
+  await shot(p.page, 'message-menu');
+  await p.page.click('#sheet .sheet-close');
+  await p.page.click('#lang-toggle').catch(() => {}); // not on the group screen
+  await p.page.evaluate(() => { localStorage.setItem('vh.lang', 'en'); localStorage.setItem('vh.largeText', '1'); });
+  await p.page.reload();
+  await waitForChat(p.page);
+  await shot(p.page, 'chat-en-large');
+  await p.page.click('#manage-link');
+  await p.page.waitForSelector('#audit[data-state="ready"]');
+  await p.page.waitForSelector('#applications[data-state="ready"]');
+  await shot(p.page, 'manage-en-large');
+  assert.deepEqual(p.errors, [], 'no page errors');
+});
