@@ -170,7 +170,7 @@ function connPill() {
   const state = app.hub ? app.hub.state : 'connecting';
   const shown = state === 'idle' || state === 'stopped' ? 'connecting' : state;
   return h('span', { class: `conn conn-${shown}`, id: 'conn', 'data-state': shown, role: 'status' },
-    h('span', { class: 'dot', 'aria-hidden': 'true' }), t(`conn.${shown}`));
+    h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { class: 'conn-label' }, t(`conn.${shown}`)));
 }
 
 function updateConn() {
@@ -373,6 +373,8 @@ function onWelcome(w) {
   if (w.limits) app.limits = w.limits;
   app.account = w.account || null;
   app.application = w.application || null;
+  const r0 = route();
+  const shownInfo = r0.name === 'group' && app.groups.has(r0.group) ? JSON.stringify(app.groups.get(r0.group).info) : null;
   if (w.account && w.account.name && app.session.account.name !== w.account.name) {
     app.session.account = w.account;
     saveSession(app.session);
@@ -395,6 +397,10 @@ function onWelcome(w) {
     go(`#/g/${[...next.keys()][0]}/chat`);
   } else if (first || r.name === 'groups' || (r.name === 'group' && !next.has(r.group))) {
     app.autoOpened = true;
+    render();
+  } else if (shownInfo !== null && r.name === 'group' && next.has(r.group)
+    && JSON.stringify(next.get(r.group).info) !== shownInfo) {
+    // A new role or a mute changes what this screen offers: draw it again.
     render();
   }
   // A reconnect leaves the open chat as it is (scroll position, draft, reply):

@@ -227,3 +227,57 @@ test('screens of issue 3 fit a 360 px phone, in Chinese and in English with larg
   await shot(p.page, 'manage-en-large');
   assert.deepEqual(p.errors, [], 'no page errors');
 });
+
+test('the secretary mutes, promotes and removes a member from the message menu; the member sees each live', async () => {
+  const secretary = await phone();
+  const member = await phone();
+  await login(secretary.page, server.url, demoPhone(3, 1)); // 黄德明, secretary of 南周村
+  await login(member.page, server.url, demoPhone(3, 5)); // 梁永强, member
+  await waitForChat(secretary.page);
+  await waitForChat(member.page);
+  const text = `我家门口路灯坏了 ${Date.now()}`;
+  await member.page.fill('#composer-input', text);
+  await member.page.click('#send');
+  const msg = secretary.page.locator('#msglist .msg', { hasText: text });
+  await msg.waitFor({ timeout: 15_000 });
+
+  const act = async (action, fill) => {
+    await msg.locator('.msg-more').click();
+    await secretary.page.click(`#sheet [data-action="${action}"]`);
+    await fill();
+    await secretary.page.click('#sheet-submit');
+    await secretary.page.waitForSelector('#sheet', { state: 'detached' });
+  };
+
+  await act('mute', async () => {
+    await secretary.page.selectOption('#sheet-until', '1h');
+    await secretary.page.fill('#sheet-reason', '连续刷屏');
+  });
+  await member.page.waitForSelector('#muted-note', { timeout: 15_000 });
+  assert.equal(await member.page.locator('#composer-input').count(), 0);
+  await act('mute', async () => {
+    await secretary.page.selectOption('#sheet-until', 'lift');
+    await secretary.page.fill('#sheet-reason', '已改正');
+  });
+  await member.page.waitForSelector('#composer-input', { timeout: 15_000 });
+
+  await act('set_role', async () => {
+    await secretary.page.selectOption('#sheet-role', 'volunteer');
+  });
+  // As a volunteer the member may now hide messages: the menu appears.
+  await member.page.waitForSelector('#msglist .msg-more', { timeout: 15_000 });
+
+  await act('remove', async () => {
+    await secretary.page.fill('#sheet-reason', '已迁出本村');
+  });
+  await member.page.waitForFunction(() => location.hash === '#/groups' || document.querySelector('main.content .placeholder'), null, { timeout: 15_000 });
+  await member.page.goto(`${server.url}/#/groups`);
+  await member.page.waitForSelector('.groups .placeholder');
+  assert.equal(await member.page.locator('.group-card').count(), 0);
+
+  await secretary.page.click('#manage-link');
+  await secretary.page.waitForSelector('#audit .audit-entry[data-action="remove"]');
+  const actions = await secretary.page.$$eval('#audit .audit-entry', (els) => els.map((e) => e.dataset.action));
+  for (const a of ['remove', 'set_role', 'mute']) assert.ok(actions.includes(a), `audit has ${a}: ${actions}`);
+  for (const p of [secretary, member]) assert.deepEqual(p.errors, [], 'no page errors');
+});
