@@ -1320,7 +1320,7 @@ function openSheet(title, ...children) {
  * A form inside a sheet that sends one op. `fields` are [label, element];
  * `build()` returns the op or an i18n error key (a string).
  */
-function opForm({ fields, submitText, build, onDone, danger }) {
+function opForm({ fields, submitText, build, onDone, danger, errors = {}, onError }) {
   const err = h('p', { class: 'form-error', role: 'alert' });
   err.hidden = true;
   const submit = h('button', { class: `${danger ? 'danger' : 'primary'} big`, type: 'submit', id: 'sheet-submit' }, submitText);
@@ -1346,7 +1346,8 @@ function opForm({ fields, submitText, build, onDone, danger }) {
         onDone(r);
       } catch (ex) {
         submit.disabled = false;
-        err.textContent = errorText(ex);
+        if (onError) onError(ex);
+        err.textContent = errors[ex.code] ? t(errors[ex.code]) : errorText(ex);
         err.hidden = false;
       }
     },
@@ -1459,6 +1460,8 @@ function openChangePassword() {
       app.passwordChanged = true;
       return { op: 'change_password', old: old.value, new: next.value };
     },
+    errors: { forbidden: 'password.wrong' },
+    onError: () => { app.passwordChanged = false; },
     // The server now closes every connection of the account with 4003.
     onDone: () => logout('password.changed'),
   }));

@@ -235,6 +235,7 @@ const zh = {
   'password.new': '新密码',
   'password.submit': '修改',
   'password.changed': '密码已修改，请用新密码重新登录。',
+  'password.wrong': '原密码不对。',
 };
 
 const en = {
@@ -465,6 +466,7 @@ const en = {
   'password.new': 'New password',
   'password.submit': 'Change',
   'password.changed': 'Password changed. Log in with the new one.',
+  'password.wrong': 'The current password is wrong.',
 };
 
 const TABLES = { 'zh-CN': zh, en };

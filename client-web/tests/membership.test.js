@@ -281,3 +281,46 @@ test('the secretary mutes, promotes and removes a member from the message menu; 
   for (const a of ['remove', 'set_role', 'mute']) assert.ok(actions.includes(a), `audit has ${a}: ${actions}`);
   for (const p of [secretary, member]) assert.deepEqual(p.errors, [], 'no page errors');
 });
+
+test('change password: back to the login screen with a message; the new password works', async () => {
+  const p = await phone();
+  await login(p.page, server.url, demoPhone(2, 5)); // 冯建平, 宝月尚园
+  await waitForChat(p.page);
+  await p.page.click('a.back');
+  await p.page.click('#change-password');
+  await p.page.fill('#pw-old', 'not-my-password');
+  await p.page.fill('#pw-new', 'a-better-one-2026');
+  await p.page.click('#sheet-submit');
+  await p.page.waitForSelector('#sheet .form-error:not([hidden])');
+  assert.equal(await p.page.textContent('#sheet .form-error'), '原密码不对。');
+  await p.page.fill('#pw-old', 'demo1234');
+  await p.page.fill('#pw-new', 'a-better-one-2026');
+  await p.page.click('#sheet-submit');
+  await p.page.waitForSelector('#login-error:not([hidden])', { timeout: 15_000 });
+  assert.equal(await p.page.textContent('#login-error'), '密码已修改，请用新密码重新登录。');
+  await login(p.page, server.url, demoPhone(2, 5), 'a-better-one-2026');
+  await waitForChat(p.page);
+  assert.deepEqual(p.errors, [], 'no page errors');
+});
+
+test('the secretary transfers ownership from the message menu: both see their new roles', async () => {
+  const secretary = await phone();
+  const heir = await phone();
+  await login(secretary.page, server.url, demoPhone(2, 1)); // 周国华, secretary of 宝月尚园
+  await login(heir.page, server.url, demoPhone(2, 2)); // 吴晓梅, cadre
+  await waitForChat(secretary.page);
+  await waitForChat(heir.page);
+  const msg = secretary.page.locator('#msglist .msg', { hasText: '吴晓梅' }).last();
+  await msg.locator('.msg-more').click();
+  await secretary.page.click('#sheet [data-action="transfer"]');
+  await secretary.page.fill('#sheet-reason', '换届');
+  await secretary.page.click('#sheet-submit');
+  const roleOf = (page) => page.evaluate(() => [...window.villagehub.app.groups.values()][0].info.role);
+  await secretary.page.waitForFunction(() => [...window.villagehub.app.groups.values()][0].info.role === 'cadre', null, { timeout: 15_000 });
+  await heir.page.waitForFunction(() => [...window.villagehub.app.groups.values()][0].info.role === 'secretary', null, { timeout: 15_000 });
+  assert.equal(await roleOf(secretary.page), 'cadre');
+  // The new secretary reads the audit log; the transfer is in it.
+  await heir.page.click('#manage-link');
+  await heir.page.waitForSelector('#audit .audit-entry[data-action="transfer"]');
+  for (const p of [secretary, heir]) assert.deepEqual(p.errors, [], 'no page errors');
+});
