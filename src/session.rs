@@ -497,10 +497,10 @@ impl Session {
             }
             Notice::Membership(notice) => {
                 self.recheck(&account);
-                self.send_frame(ws, &ServerFrame::Membership(notice)).await
+                self.send_frame(ws, &ServerFrame::Membership(*notice)).await
             }
             Notice::Application(application) => {
-                self.send_frame(ws, &ServerFrame::Application(application)).await
+                self.send_frame(ws, &ServerFrame::Application(*application)).await
             }
         }
     }
