@@ -828,8 +828,8 @@ pub struct Outcome {
 pub async fn execute(cfg: &RunConfig, env: &Env) -> Result<Outcome> {
     if cfg.scenario == Scenario::Cluster {
         bail!(
-            "scenario cluster is not yet available: villagehub has no cluster mode (Redis) yet; \
-             it will drive 3 nodes + Redis once the cluster issue lands"
+            "scenario cluster is not yet available: the generator does not yet start Redis and 3 \
+             villagehub nodes (--redis, a shared VILLAGEHUB_TOKEN_KEY) or spread members over them"
         );
     }
     let mut out = Outcome::default();
