@@ -249,7 +249,7 @@ impl Default for Limits {
             history_limit: 200,
             backfill_page: 500,
             outbox: 1024,
-            read_buffer: 2048,
+            read_buffer: 1024,
             auth_timeout: Duration::from_secs(10),
             slow_timeout: Duration::from_secs(30),
         }

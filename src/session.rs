@@ -169,7 +169,7 @@ impl Session {
         tokio::pin!(shutting_down);
         loop {
             if self.subs.iter().any(|s| s.behind) {
-                if let Err(end) = self.catch_up(ws).await {
+                if let Err(end) = Box::pin(self.catch_up(ws)).await {
                     return end;
                 }
                 continue;
@@ -192,14 +192,16 @@ impl Session {
                     }
                 }
                 Some(notice) = notices.recv() => {
-                    if let Err(end) = self.on_notice(ws, notice).await {
+                    if let Err(end) = Box::pin(self.on_notice(ws, notice)).await {
                         return end;
                     }
                 }
                 frame = ws.next() => {
                     let result = match frame {
                         None => return End::PeerClosed,
-                        Some(Ok(message)) => self.on_message(ws, message).await,
+                        // Boxed: an op's future (a store read, an append) is large,
+                        // and an idle connection should not carry its space.
+                        Some(Ok(message)) => Box::pin(self.on_message(ws, message)).await,
                         Some(Err(WsError::Capacity(e))) => {
                             return self.close(ws, close::MESSAGE_TOO_BIG, &format!("frame too large: {e}")).await;
                         }
