@@ -120,9 +120,32 @@ impl FrameParts {
     }
 }
 
+/// An append made ready by the caller's task, so that the writer thread —
+/// the one serial resource — does not serialize JSON: a group event arrives
+/// with its frame split around seq and ts.
+enum Prepared {
+    Group { group: Id, author: Id, client_key: Option<String>, kind: &'static str, parts: FrameParts },
+    Directory(DirectoryChange),
+}
+
+impl Prepared {
+    fn new(append: Append) -> Prepared {
+        match append {
+            Append::Group { group, author, client_key, body } => Prepared::Group {
+                group,
+                author: author.id,
+                client_key,
+                kind: body.kind(),
+                parts: FrameParts::new(group, &author, &body),
+            },
+            Append::Directory(change) => Prepared::Directory(change),
+        }
+    }
+}
+
 enum Command {
     Append {
-        append: Append,
+        append: Prepared,
         reply: Reply,
     },
     /// Events sequenced elsewhere, in seq order per log.
@@ -268,7 +291,7 @@ impl Log {
         let (reply, rx) = oneshot::channel();
         self.inner
             .tx
-            .send(Command::Append { append, reply })
+            .send(Command::Append { append: Prepared::new(append), reply })
             .await
             .map_err(|_| LogError::Unavailable("the log is closed".into()))?;
         rx.await.map_err(|_| LogError::Unavailable("the log writer stopped".into()))?
@@ -495,31 +518,31 @@ impl State {
     fn sequence(
         &mut self,
         tx: &Transaction,
-        append: Append,
+        append: Prepared,
         now: Millis,
         fx: &mut Effects,
     ) -> rusqlite::Result<Result<Appended, LogError>> {
         match append {
-            Append::Group { group, author, client_key, body } => {
+            Prepared::Group { group, author, client_key, kind, parts } => {
                 if let Some(key) = &client_key {
                     let earlier = tx
                         .prepare_cached(
                             "SELECT seq FROM events WHERE log = ?1 AND author = ?2 AND client_key = ?3",
                         )?
-                        .query_row(params![group as i64, author.id as i64, key], |r| r.get::<_, i64>(0))
+                        .query_row(params![group as i64, author as i64, key], |r| r.get::<_, i64>(0))
                         .optional()?;
                     if let Some(seq) = earlier {
                         return Ok(Ok(Appended::Group { group, seq: seq as Seq, duplicate: true }));
                     }
                 }
                 let (seq, ts) = self.next(group, now);
-                let frame = FrameParts::new(group, &author, &body).assemble(seq, ts);
-                let kind = body.kind().to_string();
-                let event = Committed { log: group, seq, ts, author: author.id, client_key, kind, frame };
+                let frame = parts.assemble(seq, ts);
+                let event =
+                    Committed { log: group, seq, ts, author, client_key, kind: kind.to_string(), frame };
                 self.store_committed(tx, event, fx)?;
                 Ok(Ok(Appended::Group { group, seq, duplicate: false }))
             }
-            Append::Directory(change) => {
+            Prepared::Directory(change) => {
                 if let Err(refusal) = self.directory.read().unwrap().check(&change) {
                     return Ok(Err(LogError::Refused(refusal)));
                 }

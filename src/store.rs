@@ -148,6 +148,10 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The default 2 MiB page cache made the writer re-read index pages
+        // with pread on every batch; the writer is the one serial resource.
+        conn.pragma_update(None, "cache_size", -65_536)?; // KiB: 64 MiB
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(conn)
     }
