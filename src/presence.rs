@@ -37,6 +37,8 @@ pub enum Notice {
     /// A new application to a group this account decides on (cadre,
     /// secretary): push it.
     Application(ApplicationInfo),
+    /// Read receipts of a notice changed (cadres, secretary): push them.
+    Receipts(protocol::Receipts),
 }
 
 /// account → (connection id, notice sender) of each of its connections.
