@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every villagehub test: the Rust workspace (unit, protocol examples,
-# integration tests against the real binary), the web client in real
-# headless Chromium, and a smoke run of the bench. Installs what the tests
+# integration tests against the real binary and a real redis-server, the
+# fuzz corpus, the bench's smoke run), then the web client in real headless
+# Chromium. Installs what the tests
 # need when it is missing (Debian packages via apt-get, npm packages via
 # npm ci), so it works on a fresh machine.
 set -euo pipefail
@@ -22,6 +23,3 @@ cargo test --workspace --quiet 2>&1
 
 echo "== web client in headless Chromium"
 VILLAGEHUB_BIN="$PWD/target/debug/villagehub" client-web/test.sh
-
-echo "== bench smoke run"
-bench/smoke.sh

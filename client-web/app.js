@@ -50,6 +50,13 @@ const app = {
   /** The phone typed on the login screen, kept across re-renders. */
   loginPhone: '',
   loadingOlder: new Set(),
+  /** welcome.account (party, status) and welcome.application (pending / rejected). */
+  account: null,
+  application: null,
+  /** group id → Map(account id → application), for the approvals queue. */
+  applications: new Map(),
+  /** Set while a change_password is under way: its 4003 close is expected. */
+  passwordChanged: false,
   quoteFetches: new Set(),
 };
 
@@ -163,7 +170,7 @@ function connPill() {
   const state = app.hub ? app.hub.state : 'connecting';
   const shown = state === 'idle' || state === 'stopped' ? 'connecting' : state;
   return h('span', { class: `conn conn-${shown}`, id: 'conn', 'data-state': shown, role: 'status' },
-    h('span', { class: 'dot', 'aria-hidden': 'true' }), t(`conn.${shown}`));
+    h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { class: 'conn-label' }, t(`conn.${shown}`)));
 }
 
 function updateConn() {
@@ -180,8 +187,13 @@ function updateConn() {
 
 function route() {
   const m = location.hash.match(/^#\/g\/(\d+)(?:\/(\w+))?/);
-  if (m) return { name: 'group', group: Number(m[1]), channel: CHANNELS.includes(m[2]) ? m[2] : 'chat' };
+  if (m) {
+    const channel = m[2] === 'manage' ? 'manage' : CHANNELS.includes(m[2]) ? m[2] : 'chat';
+    return { name: 'group', group: Number(m[1]), channel };
+  }
   if (location.hash.startsWith('#/groups')) return { name: 'groups' };
+  const reg = location.hash.match(/^#\/register(?:\/(\d+))?/);
+  if (reg) return { name: 'register', group: reg[1] ? Number(reg[1]) : null };
   return { name: 'login' };
 }
 
@@ -192,11 +204,11 @@ function go(hash) {
 
 function render() {
   const r = route();
-  if (!app.session && r.name !== 'login') {
+  if (!app.session && r.name !== 'login' && r.name !== 'register') {
     go('#/login');
     return;
   }
-  if (app.session && r.name === 'login') {
+  if (app.session && (r.name === 'login' || r.name === 'register')) {
     go('#/groups');
     return;
   }
@@ -204,10 +216,14 @@ function render() {
   const root = $('#app');
   root.replaceChildren();
   document.title = t('app.name');
+  closeSheet();
   if (r.name === 'login') root.append(renderLogin());
+  else if (r.name === 'register') root.append(renderRegister(r.group));
   else if (r.name === 'groups') root.append(renderGroups());
   else root.append(renderGroup(r.group, r.channel));
   if (r.name === 'group' && r.channel === 'chat') afterChatMounted(r.group);
+  if (r.name === 'group' && r.channel === 'manage') afterManageMounted(r.group);
+  if (r.name === 'group') updateManageCount(r.group);
 }
 
 // ---------------------------------------------------------------------------
@@ -239,7 +255,8 @@ function renderLogin() {
       h('div', { class: 'logo', 'aria-hidden': 'true' }, t('app.logo')),
       h('h1', {}, t('app.name')),
       h('p', { class: 'tagline' }, t('app.tagline'))),
-    h('section', { class: 'card' }, h('h2', {}, t('login.title')), form));
+    h('section', { class: 'card' }, h('h2', {}, t('login.title')), form,
+      h('a', { class: 'secondary big register-link', href: '#/register', id: 'register-link' }, t('register.link'))));
 }
 
 async function login(phoneEl, passwordEl, submit, errEl) {
@@ -255,6 +272,13 @@ async function login(phoneEl, passwordEl, submit, errEl) {
   if (!phone || !password) return fail('login.missing');
   submit.disabled = true;
   submit.textContent = t('login.busy');
+  const key = await signIn(phone, password);
+  if (key) fail(key);
+}
+
+/** POST /api/login; on success starts the session. Returns an i18n error key or null. */
+async function signIn(phone, password) {
+  const fail = (key) => key;
   let res;
   try {
     res = await fetch('/api/login', {
@@ -282,10 +306,23 @@ async function login(phoneEl, passwordEl, submit, errEl) {
   saveSession(app.session);
   startHub();
   go('#/groups');
+  return null;
+}
+
+/** The logout button: revoke this account's tokens on the server, then forget them here. */
+function logoutEverywhere() {
+  const token = app.session && app.session.token;
+  if (token) {
+    fetch('/api/logout', { method: 'POST', headers: { authorization: `Bearer ${token}` } }).catch(() => {});
+  }
+  logout();
 }
 
 function logout(messageKey) {
   if (app.hub) app.hub.stop();
+  app.application = null;
+  app.applications.clear();
+  app.passwordChanged = false;
   app.hub = null;
   app.session = null;
   app.outbox = null;
@@ -322,6 +359,9 @@ function startHub() {
   hub.addEventListener('welcome', (e) => { if (app.hub === hub) onWelcome(e.detail); });
   hub.addEventListener('event', (e) => { if (app.hub === hub) onEvent(e.detail); });
   hub.addEventListener('unauthorized', () => { if (app.hub === hub) logout('login.expired'); });
+  hub.addEventListener('revoked', () => { if (app.hub === hub) logout(app.passwordChanged ? 'password.changed' : 'error.close.4003'); });
+  hub.addEventListener('membership', (e) => { if (app.hub === hub) onMembership(e.detail); });
+  hub.addEventListener('application', (e) => { if (app.hub === hub) onApplication(e.detail); });
   hub.addEventListener('notice', (e) => {
     const { code, message } = e.detail;
     toast(code && code.startsWith('close.') ? t(`error.${code}`) : errorText({ code, message }));
@@ -331,6 +371,10 @@ function startHub() {
 
 function onWelcome(w) {
   if (w.limits) app.limits = w.limits;
+  app.account = w.account || null;
+  app.application = w.application || null;
+  const r0 = route();
+  const shownInfo = r0.name === 'group' && app.groups.has(r0.group) ? JSON.stringify(app.groups.get(r0.group).info) : null;
   if (w.account && w.account.name && app.session.account.name !== w.account.name) {
     app.session.account = w.account;
     saveSession(app.session);
@@ -345,6 +389,7 @@ function onWelcome(w) {
   const first = !app.welcomed;
   app.welcomed = true;
   for (const log of next.values()) subscribe(log);
+  for (const log of next.values()) if (log.info.role === 'cadre' || log.info.role === 'secretary') fetchApplications(log.id);
   const r = route();
   if (r.name === 'groups' && !app.autoOpened && next.size === 1) {
     // One group, as for most residents: skip the list.
@@ -352,6 +397,10 @@ function onWelcome(w) {
     go(`#/g/${[...next.keys()][0]}/chat`);
   } else if (first || r.name === 'groups' || (r.name === 'group' && !next.has(r.group))) {
     app.autoOpened = true;
+    render();
+  } else if (shownInfo !== null && r.name === 'group' && next.has(r.group)
+    && JSON.stringify(next.get(r.group).info) !== shownInfo) {
+    // A new role or a mute changes what this screen offers: draw it again.
     render();
   }
   // A reconnect leaves the open chat as it is (scroll position, draft, reply):
@@ -395,12 +444,12 @@ async function subscribe(log) {
 function onEvent(ev) {
   const log = app.groups.get(ev.group);
   if (!log) return;
-  if (!log.add(ev)) return; // (group, seq) already shown: a resume or history overlap
+  if (!addEvent(log, ev)) return; // (group, seq) already shown: a resume or history overlap
   if (isOpen(log.id)) {
     insertMessage(log, ev, { live: true });
   } else {
     replacePending(ev);
-    if (ev.channel === 'chat') {
+    if (ev.channel === 'chat' && ev.kind === 'message') {
       log.unread += 1;
       const badge = document.querySelector(`.group-card[data-group="${log.id}"] .unread`);
       if (badge) {
@@ -478,7 +527,7 @@ async function loadOlder(log) {
   try {
     const r = await app.hub.request({ op: 'history', group: log.id, before, limit: PAGE });
     for (const ev of r.events || []) {
-      if (log.add(ev)) {
+      if (addEvent(log, ev)) {
         if (isOpen(log.id)) insertMessage(log, ev, { live: false });
         replacePending(ev);
       }
@@ -625,19 +674,23 @@ function renderGroups() {
   });
   let body;
   if (!app.welcomed) body = h('p', { class: 'placeholder' }, t('groups.loading'));
+  else if (app.application && !cards.length) body = renderApplication(app.application);
   else if (!cards.length) body = h('p', { class: 'placeholder' }, t('groups.empty'));
   else body = h('ul', { class: 'group-list' }, cards);
+  const officer = [...app.groups.values()].some((l) => OFFICERS.has(l.info.role));
   return h('div', { class: 'screen groups' },
     h('header', { class: 'bar' },
-      h('h1', { class: 'bar-title' }, t('groups.title')),
+      h('h1', { class: 'bar-title' }, officer ? t('groups.title.officer', { n: app.groups.size }) : t('groups.title')),
       connPill()),
     offlineBanner(),
     h('main', { class: 'content' },
       body,
       h('section', { class: 'me' },
-        h('p', { class: 'me-name' }, name),
+        h('p', { class: 'me-name' }, name,
+          app.account && app.account.party ? h('span', { class: 'badge badge-party' }, t('badge.party')) : null),
         h('div', { class: 'toolbar' }, settingsButtons()),
-        h('button', { class: 'secondary big', type: 'button', id: 'logout', onclick: () => logout() }, t('settings.logout')))));
+        h('button', { class: 'secondary big', type: 'button', id: 'change-password', onclick: openChangePassword }, t('password.title')),
+        h('button', { class: 'secondary big', type: 'button', id: 'logout', onclick: () => logoutEverywhere() }, t('settings.logout')))));
 }
 
 function offlineBanner() {
@@ -683,10 +736,20 @@ function renderGroup(groupId, channel) {
       app.welcomed ? t('error.not_found') : t('groups.loading')));
   } else if (channel === 'chat') {
     main = renderChat(log);
+  } else if (channel === 'manage') {
+    main = renderManage(log);
   } else {
     main = renderSoon(groupId, channel);
   }
-  return h('div', { class: 'screen group' }, header, tabs, offlineBanner(), main);
+  // Cadres, the secretary and officers: one strip to the approvals queue and
+  // the audit log, under the tabs (the header has no room left on a phone).
+  const manage = g && canManage(g.role) ? h('a', {
+    class: `manage-strip${channel === 'manage' ? ' active' : ''}`, id: 'manage-link',
+    href: channel === 'manage' ? `#/g/${groupId}/chat` : `#/g/${groupId}/manage`,
+  }, h('span', { class: 'manage-title' }, t(OFFICERS.has(g.role) ? 'manage.officer' : 'manage.title')),
+  h('span', { class: 'count', id: 'manage-count', hidden: true }),
+  h('span', { class: 'manage-go' }, channel === 'manage' ? t('manage.close') : '›')) : null;
+  return h('div', { class: 'screen group' }, header, tabs, manage, offlineBanner(), main);
 }
 
 function renderSoon(groupId, channel) {
@@ -703,7 +766,7 @@ function renderSoon(groupId, channel) {
 function renderChat(log) {
   const older = h('div', { class: 'older', id: 'older' });
   const list = h('ol', { class: 'msglist', id: 'msglist', 'aria-live': 'polite' });
-  for (const ev of log.sorted()) list.append(messageEl(log, ev));
+  for (const ev of log.sorted()) if (inChat(ev)) list.append(messageEl(log, ev));
   const pending = h('ol', { class: 'msglist pendinglist', id: 'pending' });
   for (const item of app.outbox.forGroup(log.id)) pending.append(pendingEl(log, item));
   for (const a of app.acked.values()) if (a.item.group === log.id) pending.append(pendingEl(log, a.item));
@@ -742,8 +805,16 @@ function renderChat(log) {
     }
   });
   const replyBar = h('div', { class: 'replybar', id: 'replybar' });
+  const role = log.info.role;
+  const mutedUntil = log.info.muted_until && log.info.muted_until > Date.now() ? log.info.muted_until : null;
+  let bottom = form;
+  if (OFFICERS.has(role)) {
+    bottom = h('p', { class: 'readonly-note', id: 'readonly-note' }, t('chat.readonly', { role: t(`role.${role}`) }));
+  } else if (mutedUntil) {
+    bottom = h('p', { class: 'readonly-note', id: 'muted-note' }, t('chat.muted', { until: formatTime(mutedUntil) }));
+  }
   return h('main', { class: 'content chat', dataset: { group: String(log.id) } },
-    messages, newBelow, replyBar, form);
+    messages, newBelow, replyBar, bottom);
 }
 
 function afterChatMounted(groupId) {
@@ -752,8 +823,10 @@ function afterChatMounted(groupId) {
   refreshChatChrome(log);
   updateReplyBar(log);
   const input = $('#composer-input');
-  autosize(input);
-  updateCounter(input, $('#composer-counter'));
+  if (input) {
+    autosize(input);
+    updateCounter(input, $('#composer-counter'));
+  }
   scrollToBottom(true);
   if (!log.historyLoaded) loadOlder(log);
   for (const ev of log.events.values()) if (ev.body && ev.body.reply_to) ensureQuote(log, ev.body.reply_to);
@@ -854,7 +927,9 @@ function quoteEl(log, seq) {
   const q = log.lookup(seq);
   const el = h('div', { class: 'quote', dataset: { quote: String(seq) } });
   if (q) {
-    el.append(h('span', { class: 'quote-author' }, t('chat.quote_author', { name: q.author.name })), snippet(q.body.text || ''));
+    const hidden = hiddenOf(log, q);
+    const text = hidden && hidden.text == null ? t('chat.hidden.short') : (q.body.text || '');
+    el.append(h('span', { class: 'quote-author' }, t('chat.quote_author', { name: q.author.name })), snippet(text));
     el.addEventListener('click', (e) => {
       const target = document.querySelector(`#msglist .msg[data-seq="${seq}"]`);
       if (target) {
@@ -872,20 +947,37 @@ function quoteEl(log, seq) {
 }
 
 function messageEl(log, ev) {
+  if (ev.kind === 'hide') return hideNoteEl(ev);
   const mine = app.session && ev.author.id === app.session.account.id;
-  const text = (ev.body && ev.body.text) || '';
+  const hidden = hiddenOf(log, ev);
+  const text = hidden ? (hidden.text || '') : (ev.body && ev.body.text) || '';
+  const more = messageActions(log, ev).length ? h('button', {
+    class: 'msg-more', type: 'button', 'aria-label': t('mod.menu'), title: t('mod.menu'),
+    onclick: (e) => { e.stopPropagation(); openMessageMenu(log, ev); },
+  }, '⋯') : null;
+  let content;
+  if (hidden && hidden.text == null) {
+    content = h('div', { class: 'hidden-note' }, t('chat.hidden', { reason: hidden.reason }));
+  } else if (hidden) {
+    content = [h('div', { class: 'hidden-mark' }, t('chat.hidden.mark', { reason: hidden.reason })), h('div', { class: 'text hidden-text' }, text)];
+  } else {
+    content = h('div', { class: 'text' }, text);
+  }
   const li = h('li', {
-    class: `msg${mine ? ' mine' : ''}`, tabindex: '0', role: 'button',
+    class: `msg${mine ? ' mine' : ''}${hidden ? ' is-hidden' : ''}`, tabindex: '0', role: 'button',
     dataset: { seq: String(ev.seq), group: String(ev.group), author: String(ev.author.id) },
-    'aria-label': `${ev.author.name}: ${text}`,
+    'aria-label': `${ev.author.name}: ${hidden && hidden.text == null ? t('chat.hidden', { reason: hidden.reason }) : text}`,
     title: t('chat.tap_to_reply'),
   },
   h('div', { class: 'meta' },
     h('span', { class: 'author' }, mine ? t('chat.me') : ev.author.name),
     roleBadge(ev.author.role),
-    h('time', { datetime: new Date(ev.ts).toISOString() }, formatTime(ev.ts))),
+    ev.author.party ? h('span', { class: 'badge badge-party' }, t('badge.party')) : null,
+    ev.author.migrant ? h('span', { class: 'badge badge-migrant' }, t('badge.migrant')) : null,
+    h('time', { datetime: new Date(ev.ts).toISOString() }, formatTime(ev.ts)),
+    more),
   ev.body && ev.body.reply_to != null ? quoteEl(log, ev.body.reply_to) : null,
-  h('div', { class: 'text' }, text));
+  content);
   const pick = () => setReply(log, ev.seq);
   li.addEventListener('click', pick);
   li.addEventListener('keydown', (e) => {
@@ -939,6 +1031,7 @@ function placeMessage(log, ev) {
   if (!list) return false;
   // Never twice on screen, whatever path brought the event here again.
   if (list.querySelector(`.msg[data-seq="${ev.seq}"]`)) return false;
+  if (!inChat(ev)) return false;
   const el = messageEl(log, ev);
   let after = null;
   for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
@@ -1028,11 +1121,519 @@ function updateReplyBar(log) {
   bar.append(
     h('div', { class: 'replybar-text' },
       h('span', { class: 'replybar-who' }, t('chat.reply_to', { name: ev ? ev.author.name : `#${r.seq}` })),
-      h('span', { class: 'replybar-snippet' }, ev ? snippet(ev.body.text || '', 60) : '')),
+      h('span', { class: 'replybar-snippet' }, ev ? snippet((hiddenOf(log, ev) && !hiddenOf(log, ev).text) ? t('chat.hidden.short') : (ev.body.text || ''), 60) : '')),
     h('button', {
       class: 'replybar-cancel', type: 'button', id: 'reply-cancel', 'aria-label': t('chat.reply_cancel'),
       onclick: () => { app.replyTo = null; updateReplyBar(log); },
     }, '×'));
+}
+
+// ---------------------------------------------------------------------------
+// Membership: registering, the pending state, the outcome live
+// ---------------------------------------------------------------------------
+
+/** Roles that read the text of hidden messages (protocol: hide). */
+const SEES_HIDDEN = new Set(['cadre', 'secretary', 'town_officer', 'district_officer']);
+const OFFICERS = new Set(['town_officer', 'district_officer']);
+const RANK = { member: 0, volunteer: 1, cadre: 2, secretary: 3 };
+
+function canManage(role) {
+  return role === 'cadre' || role === 'secretary' || OFFICERS.has(role);
+}
+
+/** Whether an event is drawn in the chat list (other channels have their own screens). */
+function inChat(ev) {
+  return ev.channel === 'chat' && (ev.kind === 'message' || ev.kind === 'hidden' || ev.kind === 'hide');
+}
+
+/**
+ * Adds an event to its log and keeps the screen true to hides: a `hide`
+ * event (live) or a `hidden` event (history, backfill) redraws the message.
+ * Returns whether the event is new.
+ */
+function addEvent(log, ev) {
+  const fresh = log.add(ev);
+  if (log.replaced) redrawMessage(log, ev.seq);
+  if (fresh && ev.kind === 'hide' && ev.body) redrawMessage(log, ev.body.seq);
+  return fresh;
+}
+
+/** {reason, text|null} if the message is hidden; text only for those who may read it. */
+function hiddenOf(log, ev) {
+  if (!ev || !ev.body) return null;
+  if (ev.kind === 'hidden') return { reason: ev.body.reason || '', text: ev.body.text ?? null };
+  const hide = log.hides.get(ev.seq);
+  if (!hide) return null;
+  return { reason: hide.body.reason || '', text: SEES_HIDDEN.has(log.info.role) ? (ev.body.text || '') : null };
+}
+
+function redrawMessage(log, seq) {
+  const ev = log.events.get(seq);
+  if (!ev || !isOpen(log.id)) return;
+  const old = document.querySelector(`#msglist .msg[data-seq="${seq}"]`);
+  if (old) old.replaceWith(messageEl(log, ev));
+  for (const q of document.querySelectorAll(`#msglist .quote[data-quote="${seq}"]`)) q.replaceWith(quoteEl(log, seq));
+}
+
+function hideNoteEl(ev) {
+  return h('li', { class: 'msg sys', dataset: { seq: String(ev.seq), group: String(ev.group) } },
+    t('chat.hide_note', { name: ev.author.name, reason: (ev.body && ev.body.reason) || '' }));
+}
+
+function onMembership(m) {
+  const status = m.status;
+  if (status === 'rejected') {
+    app.application = { ...(app.application || { group: m.group }), status: 'rejected', reason: m.reason };
+    toast(t('membership.rejected', { reason: m.reason || '' }));
+    if (route().name === 'groups') render();
+    return;
+  }
+  if (status === 'muted') {
+    const log = app.groups.get(m.group);
+    if (log) log.info = { ...log.info, muted_until: m.until };
+    const lifted = !m.until || m.until <= Date.now();
+    toast(lifted ? t('membership.unmuted') : t('membership.muted', { until: formatTime(m.until), reason: m.reason || '' }));
+    if (route().name === 'group' && route().group === m.group) render();
+    return;
+  }
+  if (status === 'approved') {
+    app.application = null;
+    app.autoOpened = false; // land in the new group's chat
+    toast(t('membership.approved'));
+  } else if (status === 'removed') {
+    toast(t('membership.removed'));
+  } else if (status === 'role') {
+    toast(t('membership.role', { role: t(`role.${m.role}`) }));
+  }
+  // Only a new welcome lists the group as it now is.
+  if (app.hub) app.hub.refresh();
+}
+
+function renderApplication(a) {
+  const rejected = a.status === 'rejected';
+  return h('section', { class: `card application application-${a.status}`, id: 'application', dataset: { status: a.status } },
+    h('h2', {}, rejected ? t('application.rejected.title') : t('application.pending.title')),
+    h('p', { class: 'application-text' }, rejected ? t('application.rejected.text') : t('application.pending.text')),
+    rejected && a.reason ? h('p', { class: 'application-reason', id: 'application-reason' }, t('application.reason', { reason: a.reason })) : null,
+    h('dl', { class: 'facts' },
+      h('dt', {}, t('register.group')), h('dd', {}, t('application.group', { id: a.group })),
+      h('dt', {}, a.migrant ? t('register.kind') : t('register.address')),
+      h('dd', {}, a.migrant ? t('register.kind.migrant') : (a.household || '')),
+      a.at ? h('dt', {}, t('application.at')) : null, a.at ? h('dd', {}, formatTime(a.at)) : null),
+    rejected ? h('p', { class: 'muted' }, t('application.rejected.next')) : h('p', { class: 'muted' }, t('application.pending.live')));
+}
+
+function renderRegister(groupId) {
+  const err = h('p', { class: 'form-error', id: 'register-error', role: 'alert' });
+  err.hidden = true;
+  const field = (id, label, props) => [h('label', { for: id }, label), h('input', { id, name: id, ...props })];
+  const [nameL, name] = field('reg-name', t('register.name'), { autocomplete: 'name', maxlength: '50', required: true });
+  const [phoneL, phone] = field('reg-phone', t('login.phone'), { type: 'tel', inputmode: 'numeric', autocomplete: 'username', maxlength: '20', placeholder: t('login.phone.placeholder') });
+  const [pwL, password] = field('reg-password', t('login.password'), { type: 'password', autocomplete: 'new-password', placeholder: t('register.password.placeholder') });
+  const [groupL, group] = field('reg-group', t('register.group'), { type: 'number', inputmode: 'numeric', min: '1', placeholder: t('register.group.placeholder') });
+  if (groupId) group.value = String(groupId);
+  const [addrL, address] = field('reg-address', t('register.address'), { maxlength: '500', placeholder: t('register.address.placeholder') });
+  const resident = h('input', { type: 'radio', name: 'reg-kind', id: 'reg-kind-resident', value: 'resident', checked: true });
+  const migrant = h('input', { type: 'radio', name: 'reg-kind', id: 'reg-kind-migrant', value: 'migrant' });
+  const syncKind = () => {
+    address.disabled = migrant.checked;
+    addrL.hidden = address.hidden = migrant.checked;
+  };
+  resident.addEventListener('change', syncKind);
+  migrant.addEventListener('change', syncKind);
+  const submit = h('button', { class: 'primary big', type: 'submit', id: 'register-submit' }, t('register.submit'));
+  const fail = (key) => {
+    err.textContent = t(key);
+    err.hidden = false;
+    submit.disabled = false;
+    submit.textContent = t('register.submit');
+  };
+  const form = h('form', {
+    class: 'login-form', novalidate: true,
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const body = { name: name.value.trim(), phone: phone.value.replace(/[\s-]/g, ''), password: password.value, group: Number(group.value) };
+      if (!body.name || !body.phone || !body.password || !body.group) return fail('register.missing');
+      if (body.password.length < 8) return fail('register.password.short');
+      if (migrant.checked) body.migrant = true;
+      else if (address.value.trim()) body.household = { address: address.value.trim() };
+      else return fail('register.address.missing');
+      submit.disabled = true;
+      submit.textContent = t('register.busy');
+      let res;
+      try {
+        res = await fetch('/api/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      } catch {
+        return fail('login.network');
+      }
+      if (res.status === 404) return fail('register.no_group');
+      if (res.status === 400) return fail('register.bad');
+      if (res.status === 429) return fail('login.rate_limited');
+      if (!res.ok) return fail('login.server');
+      // Log straight in: the welcome shows the application and its outcome.
+      app.loginPhone = body.phone;
+      const key = await signIn(body.phone, body.password);
+      if (key) {
+        app.loginError = key === 'login.failed' ? 'register.login_failed' : key;
+        go('#/login');
+      }
+    },
+  },
+  nameL, name, phoneL, phone, pwL, password, groupL, group,
+  h('fieldset', { class: 'kind' },
+    h('legend', {}, t('register.kind')),
+    h('label', { class: 'radio', for: 'reg-kind-resident' }, resident, t('register.kind.resident')),
+    h('label', { class: 'radio', for: 'reg-kind-migrant' }, migrant, t('register.kind.migrant'))),
+  addrL, address, err, submit,
+  h('p', { class: 'hint' }, t('register.hint')));
+  return h('main', { class: 'screen login register' },
+    h('div', { class: 'toolbar' }, settingsButtons()),
+    h('section', { class: 'card' }, h('h2', {}, t('register.title')), form,
+      h('a', { class: 'secondary big register-link', href: '#/login', id: 'to-login' }, t('register.to_login'))));
+}
+
+// ---------------------------------------------------------------------------
+// Sheets: one small dialog at a time (message menu, reasons, password)
+// ---------------------------------------------------------------------------
+
+function closeSheet() {
+  const old = document.getElementById('sheet');
+  if (old) old.remove();
+}
+
+function openSheet(title, ...children) {
+  closeSheet();
+  const panel = h('div', { class: 'sheet', role: 'dialog', 'aria-modal': 'true', 'aria-label': title },
+    h('div', { class: 'sheet-head' },
+      h('h2', {}, title),
+      h('button', { class: 'sheet-close', type: 'button', 'aria-label': t('sheet.close'), onclick: closeSheet }, '×')),
+    ...children);
+  const overlay = h('div', { class: 'sheet-overlay', id: 'sheet' }, panel);
+  overlay.addEventListener('click', (e) => { if (e.target === overlay) closeSheet(); });
+  document.body.append(overlay);
+  const first = panel.querySelector('input, select, textarea, .sheet-actions button');
+  if (first) first.focus();
+  return panel;
+}
+
+/**
+ * A form inside a sheet that sends one op. `fields` are [label, element];
+ * `build()` returns the op or an i18n error key (a string).
+ */
+function opForm({ fields, submitText, build, onDone, danger, errors = {}, onError }) {
+  const err = h('p', { class: 'form-error', role: 'alert' });
+  err.hidden = true;
+  const submit = h('button', { class: `${danger ? 'danger' : 'primary'} big`, type: 'submit', id: 'sheet-submit' }, submitText);
+  const form = h('form', {
+    class: 'sheet-form', novalidate: true,
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const op = build();
+      if (typeof op === 'string') {
+        err.textContent = t(op);
+        err.hidden = false;
+        return;
+      }
+      if (!app.hub || !app.hub.connected) {
+        err.textContent = t('conn.offline');
+        err.hidden = false;
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const r = await app.hub.request(op);
+        closeSheet();
+        onDone(r);
+      } catch (ex) {
+        submit.disabled = false;
+        if (onError) onError(ex);
+        err.textContent = errors[ex.code] ? t(errors[ex.code]) : errorText(ex);
+        err.hidden = false;
+      }
+    },
+  }, fields.flatMap(([label, el]) => [h('label', { for: el.id }, label), el]), err, submit);
+  return form;
+}
+
+function reasonInput(required) {
+  return h('input', { id: 'sheet-reason', maxlength: '500', placeholder: t(required ? 'mod.reason.placeholder' : 'mod.reason.optional') });
+}
+
+/** What the viewer may do to a message, by their role in its group. */
+function messageActions(log, ev) {
+  const role = log.info.role;
+  const acts = [];
+  if (ev.kind !== 'message' && ev.kind !== 'hidden') return acts;
+  const mine = app.session && ev.author.id === app.session.account.id;
+  if (ev.kind === 'message' && !log.hides.has(ev.seq) && RANK[role] >= RANK.volunteer) acts.push('hide');
+  if (mine) return acts;
+  const theirs = RANK[ev.author.role] ?? 0;
+  if (RANK[role] >= RANK.cadre && theirs < RANK[role]) acts.push('mute', 'remove');
+  if (role === 'secretary' && ev.author.role !== 'secretary') acts.push('set_role');
+  if ((role === 'secretary' || role === 'town_officer') && ev.author.role !== 'secretary') acts.push('transfer');
+  return acts;
+}
+
+function openMessageMenu(log, ev) {
+  const who = ev.author.name;
+  const buttons = [
+    h('button', { class: 'secondary big', type: 'button', dataset: { action: 'reply' }, onclick: () => { closeSheet(); setReply(log, ev.seq); } }, t('mod.reply')),
+    ...messageActions(log, ev).map((a) => h('button', {
+      class: `secondary big${a === 'remove' || a === 'hide' ? ' warn' : ''}`, type: 'button', dataset: { action: a },
+      onclick: () => openAction(log, ev, a),
+    }, t(`mod.${a}`, { name: who }))),
+  ];
+  openSheet(t('mod.menu.title', { name: who }), h('div', { class: 'sheet-actions' }, buttons));
+}
+
+const MUTE_CHOICES = [['1h', 3600e3], ['1d', 86400e3], ['7d', 7 * 86400e3], ['lift', 0]];
+
+function openAction(log, ev, action) {
+  const group = log.id;
+  const account = ev.author.id;
+  const name = ev.author.name;
+  const done = (key) => () => toast(t(key, { name }));
+  if (action === 'hide') {
+    const reason = reasonInput(true);
+    openSheet(t('mod.hide.title'),
+      h('blockquote', { class: 'sheet-quote' }, snippet((ev.body && ev.body.text) || '', 80)),
+      opForm({
+        fields: [[t('mod.reason'), reason]], submitText: t('mod.hide.submit'), danger: true,
+        build: () => (reason.value.trim() ? { op: 'hide', group, seq: ev.seq, reason: reason.value.trim() } : 'mod.reason.missing'),
+        onDone: done('mod.hide.done'),
+      }));
+  } else if (action === 'mute') {
+    const until = h('select', { id: 'sheet-until' }, MUTE_CHOICES.map(([k]) => h('option', { value: k }, t(`mod.mute.${k}`))));
+    const reason = reasonInput(true);
+    openSheet(t('mod.mute.title', { name }), opForm({
+      fields: [[t('mod.mute.until'), until], [t('mod.reason'), reason]], submitText: t('mod.mute.submit'),
+      build: () => {
+        if (!reason.value.trim()) return 'mod.reason.missing';
+        const ms = MUTE_CHOICES.find(([k]) => k === until.value)[1];
+        return { op: 'mute', group, account, until: ms ? Date.now() + ms : Date.now() - 1000, reason: reason.value.trim() };
+      },
+      onDone: done('mod.mute.done'),
+    }));
+  } else if (action === 'remove') {
+    const reason = reasonInput(true);
+    openSheet(t('mod.remove.title', { name }), opForm({
+      fields: [[t('mod.reason'), reason]], submitText: t('mod.remove.submit'), danger: true,
+      build: () => (reason.value.trim() ? { op: 'remove', group, account, reason: reason.value.trim() } : 'mod.reason.missing'),
+      onDone: done('mod.remove.done'),
+    }));
+  } else if (action === 'set_role') {
+    const role = h('select', { id: 'sheet-role' }, ['member', 'volunteer', 'cadre'].map((r) => h('option', { value: r, selected: r === ev.author.role }, t(`role.${r}`))));
+    const reason = reasonInput(false);
+    openSheet(t('mod.set_role.title', { name }), opForm({
+      fields: [[t('mod.set_role.role'), role], [t('mod.reason'), reason]], submitText: t('mod.set_role.submit'),
+      build: () => {
+        const op = { op: 'set_role', group, account, role: role.value };
+        if (reason.value.trim()) op.reason = reason.value.trim();
+        return op;
+      },
+      onDone: done('mod.set_role.done'),
+    }));
+  } else if (action === 'transfer') {
+    const reason = reasonInput(false);
+    openSheet(t('mod.transfer.title', { name }),
+      h('p', { class: 'sheet-warning' }, t('mod.transfer.warning', { name })),
+      opForm({
+        fields: [[t('mod.reason'), reason]], submitText: t('mod.transfer.submit'), danger: true,
+        build: () => {
+          const op = { op: 'transfer', group, account };
+          if (reason.value.trim()) op.reason = reason.value.trim();
+          return op;
+        },
+        onDone: () => { toast(t('mod.transfer.done', { name })); if (app.hub) app.hub.refresh(); },
+      }));
+  }
+}
+
+function openChangePassword() {
+  const old = h('input', { id: 'pw-old', type: 'password', autocomplete: 'current-password' });
+  const next = h('input', { id: 'pw-new', type: 'password', autocomplete: 'new-password', placeholder: t('register.password.placeholder') });
+  openSheet(t('password.title'), opForm({
+    fields: [[t('password.old'), old], [t('password.new'), next]], submitText: t('password.submit'),
+    build: () => {
+      if (!old.value || !next.value) return 'login.missing';
+      if (next.value.length < 8) return 'register.password.short';
+      app.passwordChanged = true;
+      return { op: 'change_password', old: old.value, new: next.value };
+    },
+    errors: { forbidden: 'password.wrong' },
+    onError: () => { app.passwordChanged = false; },
+    // The server now closes every connection of the account with 4003.
+    onDone: () => logout('password.changed'),
+  }));
+}
+
+// ---------------------------------------------------------------------------
+// Manage: the approvals queue, the audit log (cadres, secretary, officers)
+// ---------------------------------------------------------------------------
+
+function onApplication(a) {
+  let q = app.applications.get(a.group);
+  if (!q) app.applications.set(a.group, (q = new Map()));
+  q.set(a.account, a);
+  toast(t('applications.new', { name: a.name }));
+  const r = route();
+  if (r.name === 'group' && r.group === a.group && r.channel === 'manage') drawApplications(a.group);
+  updateManageCount(a.group);
+}
+
+function updateManageCount(groupId) {
+  const el = $('#manage-count');
+  if (!el || route().group !== groupId) return;
+  const n = [...(app.applications.get(groupId) || new Map()).values()].filter((a) => a.status === 'pending').length;
+  el.textContent = t('manage.pending', { n });
+  el.hidden = n === 0;
+}
+
+function renderManage(log) {
+  const role = log.info.role;
+  const sections = [];
+  if (role === 'cadre' || role === 'secretary') {
+    sections.push(h('section', { class: 'manage-section' },
+      h('h2', {}, t('applications.title')),
+      h('ul', { class: 'app-list', id: 'applications', dataset: { state: 'loading' } },
+        h('li', { class: 'muted' }, t('groups.loading')))));
+    sections.push(h('section', { class: 'manage-section invite' },
+      h('h2', {}, t('invite.title')),
+      h('p', { class: 'muted' }, t('invite.text')),
+      h('code', { class: 'invite-link', id: 'invite-link' }, `${location.origin}/#/register/${log.id}`)));
+  }
+  if (role === 'secretary' || OFFICERS.has(role)) {
+    sections.push(h('section', { class: 'manage-section' },
+      h('h2', {}, t('audit.title')),
+      h('ol', { class: 'audit-list', id: 'audit', dataset: { state: 'loading' } }, h('li', { class: 'muted' }, t('groups.loading'))),
+      h('div', { id: 'audit-more' })));
+  }
+  if (role === 'cadre' || role === 'secretary') sections.push(h('p', { class: 'hint' }, t('manage.hint')));
+  if (!sections.length) sections.push(h('p', { class: 'placeholder' }, t('error.forbidden')));
+  return h('main', { class: 'content manage', dataset: { group: String(log.id) } }, sections);
+}
+
+/** The approvals queue of a group, so that the manage strip can count it. */
+async function fetchApplications(groupId) {
+  try {
+    const r = await app.hub.request({ op: 'applications', group: groupId });
+    const q = new Map();
+    for (const a of r.applications || []) q.set(a.account, a);
+    // Pushes that came meanwhile are newer than the list.
+    for (const a of (app.applications.get(groupId) || new Map()).values()) if (!q.has(a.account)) q.set(a.account, a);
+    app.applications.set(groupId, q);
+  } catch (err) {
+    if (err.code !== 'disconnected') toast(errorText(err));
+    return false;
+  }
+  updateManageCount(groupId);
+  return true;
+}
+
+async function afterManageMounted(groupId) {
+  const log = app.groups.get(groupId);
+  if (!log || !app.hub) return;
+  const role = log.info.role;
+  if ((role === 'cadre' || role === 'secretary') && $('#applications')) {
+    await waitConnected();
+    await fetchApplications(groupId);
+    drawApplications(groupId);
+  }
+  if ($('#audit')) loadAudit(groupId, null);
+}
+
+async function waitConnected() {
+  for (let i = 0; i < 100 && app.hub && !app.hub.connected; i++) await sleep(100);
+}
+
+function drawApplications(groupId) {
+  const list = $('#applications');
+  if (!list) return;
+  list.dataset.state = 'ready';
+  list.replaceChildren();
+  const q = [...(app.applications.get(groupId) || new Map()).values()].sort((a, b) => a.at - b.at);
+  const pending = q.filter((a) => a.status === 'pending');
+  if (!pending.length) list.append(h('li', { class: 'muted app-empty' }, t('applications.empty')));
+  for (const a of pending) list.append(applicationEl(groupId, a));
+  updateManageCount(groupId);
+}
+
+function applicationEl(groupId, a) {
+  const decide = async (op, btns) => {
+    for (const b of btns) b.disabled = true;
+    try {
+      await app.hub.request(op);
+      a.status = op.op === 'approve' ? 'approved' : 'rejected';
+      toast(t(op.op === 'approve' ? 'applications.approved' : 'applications.rejected', { name: a.name }));
+      drawApplications(groupId);
+    } catch (err) {
+      for (const b of btns) b.disabled = false;
+      toast(errorText(err));
+      if (err.code === 'conflict') {
+        a.status = 'decided';
+        drawApplications(groupId);
+      }
+    }
+  };
+  const approve = h('button', { class: 'primary', type: 'button', dataset: { action: 'approve' } }, t('applications.approve'));
+  const reject = h('button', { class: 'secondary warn', type: 'button', dataset: { action: 'reject' } }, t('applications.reject'));
+  approve.addEventListener('click', () => decide({ op: 'approve', group: groupId, account: a.account }, [approve, reject]));
+  reject.addEventListener('click', () => {
+    const reason = reasonInput(true);
+    openSheet(t('applications.reject.title', { name: a.name }), opForm({
+      fields: [[t('mod.reason'), reason]], submitText: t('applications.reject'), danger: true,
+      build: () => (reason.value.trim() ? { op: 'reject', group: groupId, account: a.account, reason: reason.value.trim() } : 'mod.reason.missing'),
+      onDone: () => {
+        a.status = 'rejected';
+        toast(t('applications.rejected', { name: a.name }));
+        drawApplications(groupId);
+      },
+    }));
+  });
+  return h('li', { class: 'app-card', dataset: { account: String(a.account) } },
+    h('div', { class: 'app-head' },
+      h('span', { class: 'app-name' }, a.name),
+      a.migrant ? h('span', { class: 'badge badge-migrant' }, t('badge.migrant')) : null,
+      h('time', {}, formatTime(a.at))),
+    h('p', { class: 'app-line' }, t('applications.phone', { phone: a.phone })),
+    h('p', { class: 'app-line' }, a.migrant ? t('applications.migrant') : t('applications.household', { address: a.household || '' })),
+    h('div', { class: 'app-actions' }, approve, reject));
+}
+
+async function loadAudit(groupId, before) {
+  const list = $('#audit');
+  if (!list) return;
+  try {
+    await waitConnected();
+    const op = { op: 'audit', group: groupId, limit: 50 };
+    if (before != null) op.before = before;
+    const r = await app.hub.request(op);
+    if (!$('#audit')) return;
+    if (before == null) list.replaceChildren();
+    list.dataset.state = 'ready';
+    const entries = r.entries || [];
+    if (!entries.length && before == null) list.append(h('li', { class: 'muted' }, t('audit.empty')));
+    for (const e of entries) list.append(auditEl(e));
+    const more = $('#audit-more');
+    more.replaceChildren();
+    if (r.more && entries.length) {
+      more.append(h('button', { class: 'secondary', type: 'button', onclick: () => loadAudit(groupId, entries.at(-1).at) }, t('audit.more')));
+    }
+  } catch (err) {
+    list.replaceChildren(h('li', { class: 'form-error' }, errorText(err)));
+  }
+}
+
+function auditEl(e) {
+  const target = e.target ? e.target.name : '';
+  let what = t(`audit.${e.action}`, { target, role: e.role ? t(`role.${e.role}`) : '', seq: e.seq ?? '', until: e.until ? formatTime(e.until) : '' });
+  if (what === `audit.${e.action}`) what = `${e.action} ${target}`;
+  return h('li', { class: 'audit-entry', dataset: { action: e.action } },
+    h('div', { class: 'audit-head' },
+      h('span', { class: 'audit-actor' }, e.actor ? e.actor.name : ''),
+      h('time', {}, formatTime(e.at))),
+    h('p', { class: 'audit-what' }, what),
+    e.reason ? h('p', { class: 'audit-reason' }, t('audit.reason', { reason: e.reason })) : null);
 }
 
 // ---------------------------------------------------------------------------

@@ -36,6 +36,9 @@ export class HubError extends Error {
  *  - `event`     detail: an event push
  *  - `unauthorized`  the token was refused at hello; the hub has stopped
  *  - `notice`    detail: {code} a close code or id-less error worth telling the user
+ *  - `membership`   detail: a membership push (approved, rejected, role, muted, removed)
+ *  - `application`  detail: an application push (cadres: someone applied)
+ *  - `revoked`   the server closed with 4003 (logout, password change); the hub has stopped
  */
 export class Hub extends EventTarget {
   constructor({ url, token, clientName }) {
@@ -173,6 +176,10 @@ export class Hub extends EventTarget {
       this.dispatchEvent(new CustomEvent('event', { detail: frame }));
       return;
     }
+    if ((frame.type === 'membership' || frame.type === 'application') && frame.id == null) {
+      this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
+      return;
+    }
     if (frame.type === 'error' && frame.id == null) {
       this.dispatchEvent(new CustomEvent('notice', { detail: { code: frame.code, message: frame.message } }));
       return;
@@ -191,6 +198,12 @@ export class Hub extends EventTarget {
     this.failAll();
     if (this.stopped) return;
     const code = ev.code;
+    if (code === 4003) {
+      // Tokens revoked: reconnecting with this token can never succeed.
+      this.stop();
+      this.dispatchEvent(new CustomEvent('revoked'));
+      return;
+    }
     if ([1009, 4001, 4008, 4029].includes(code)) {
       this.dispatchEvent(new CustomEvent('notice', { detail: { code: `close.${code}` } }));
     }
@@ -222,6 +235,22 @@ export class Hub extends EventTarget {
     const delay = delayMs ?? cap / 2 + Math.random() * (cap / 2);
     this.setState(this.attempt >= OFFLINE_AFTER_ATTEMPTS || navigator.onLine === false ? 'offline' : 'reconnecting');
     this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  /**
+   * Says `hello` again on a fresh socket, at once: the server tells what
+   * changed (a group approved or removed) only in a new `welcome`.
+   */
+  refresh() {
+    if (this.stopped) return;
+    if (this.ws) {
+      const ws = this.ws;
+      this.onClose(ws, { code: 1000 });
+      try { ws.close(1000); } catch { /* ignore */ }
+    }
+    clearTimeout(this.timer);
+    this.attempt = 0;
+    this.open();
   }
 
   /** Skip the backoff wait (the browser says the network is back). */

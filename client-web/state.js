@@ -65,6 +65,8 @@ export class GroupLog {
     this.quotes = new Map();
     /** Highest seq held (above lastSeq only if something is missing). */
     this.maxSeq = 0;
+    /** Hidden message seq → the `hide` event that hid it (live hides). */
+    this.hides = new Map();
   }
 
   /** Forgets every event (the server's log no longer matches ours). */
@@ -76,11 +78,25 @@ export class GroupLog {
     this.more = true;
     this.historyLoaded = false;
     this.maxSeq = 0;
+    this.hides.clear();
   }
 
-  /** Adds an event; returns false if this seq is already known. */
+  /**
+   * Adds an event; returns false if this seq is already known. A `hidden`
+   * event (history, backfill) takes the place of the message it hides: same
+   * seq, so it is not new, but what is shown changes — `replaced` tells.
+   */
   add(ev) {
-    if (this.events.has(ev.seq)) return false;
+    this.replaced = false;
+    if (this.events.has(ev.seq)) {
+      const old = this.events.get(ev.seq);
+      if (ev.kind === 'hidden' && old.kind !== 'hidden') {
+        this.events.set(ev.seq, ev);
+        this.replaced = true;
+      }
+      return false;
+    }
+    if (ev.kind === 'hide' && ev.body && ev.body.seq != null) this.hides.set(ev.body.seq, ev);
     this.events.set(ev.seq, ev);
     this.quotes.delete(ev.seq);
     if (this.oldest === null || ev.seq < this.oldest) this.oldest = ev.seq;

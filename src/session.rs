@@ -160,9 +160,13 @@ impl Session {
         let auth_deadline = tokio::time::sleep(self.hub.config.limits.auth_timeout);
         tokio::pin!(auth_deadline);
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-        if *shutdown.borrow() {
+        if *shutdown.borrow_and_update() {
             return self.close(ws, close::GOING_AWAY, "server is shutting down").await;
         }
+        // One future for the whole connection, not a new one (and a new
+        // waiter registration) on every wake-up.
+        let shutting_down = shutdown.changed();
+        tokio::pin!(shutting_down);
         loop {
             if self.subs.iter().any(|s| s.behind) {
                 if let Err(end) = self.catch_up(ws).await {
@@ -172,7 +176,7 @@ impl Session {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
+                _ = &mut shutting_down => {
                     // Deliver what is already committed and queued, then ask
                     // the client to reconnect (elsewhere) and resume.
                     while let Ok(delivery) = outbox.try_recv() {
@@ -509,12 +513,12 @@ impl Session {
             }
             Notice::Membership(notice) => {
                 self.recheck(&account);
-                self.send_frame(ws, &ServerFrame::Membership(notice)).await
+                self.send_frame(ws, &ServerFrame::Membership(*notice)).await
             }
             Notice::Application(application) => {
-                self.send_frame(ws, &ServerFrame::Application(application)).await
+                self.send_frame(ws, &ServerFrame::Application(*application)).await
             }
-            Notice::Receipts(receipts) => self.send_frame(ws, &ServerFrame::Receipts(receipts)).await,
+            Notice::Receipts(receipts) => self.send_frame(ws, &ServerFrame::Receipts(*receipts)).await,
         }
     }
 

@@ -178,47 +178,9 @@ impl Store {
         result
     }
 
-    /// Events of `log` with `after < seq`, ascending, at most `limit`.
-    pub fn events_after(&self, log: Id, after: Seq, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, frame FROM events WHERE log = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![log as i64, after as i64, limit], |r| {
-                Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-    }
-
-    /// The newest `limit` events of `log` with `seq < before` (all if
-    /// `before` is None), ascending, and whether older ones exist.
-    pub fn history(
-        &self,
-        log: Id,
-        before: Option<Seq>,
-        limit: u32,
-    ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
-        self.read(|c| {
-            let before = before.map(|b| b as i64).unwrap_or(i64::MAX);
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, frame FROM events WHERE log = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            )?;
-            let mut events = stmt
-                .query_map(params![log as i64, before, limit], |r| {
-                    Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            events.reverse();
-            // Seqs are gap-free from 1, so older events exist iff the first
-            // returned seq is above 1.
-            let more = events.first().is_some_and(|e| e.seq > 1);
-            Ok((events, more))
-        })
-    }
-
-    /// Like `events_after`, with hidden messages replaced by their redacted
-    /// frame: the members' one, or (`moderator`) the one with the text.
+    /// Events of `log` with `after < seq`, ascending, at most `limit`, with
+    /// hidden messages replaced by their redacted frame: the members' one,
+    /// or (`moderator`) the one with the text.
     pub fn events_after_as(
         &self,
         log: Id,
@@ -232,14 +194,14 @@ impl Store {
                  FROM events e LEFT JOIN redactions r ON r.log = e.log AND r.seq = e.seq
                  WHERE e.log = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![log as i64, after as i64, limit, moderator], |r| {
-                Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
-            })?;
+            let rows = stmt.query_map(params![log as i64, after as i64, limit, moderator], stored_event)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 
-    /// Like `history`, with hidden messages redacted as in `events_after_as`.
+    /// The newest `limit` events of `log` with `seq < before` (all if
+    /// `before` is None), ascending, and whether older ones exist; hidden
+    /// messages redacted as in `events_after_as`.
     pub fn history_as(
         &self,
         log: Id,
@@ -255,11 +217,11 @@ impl Store {
                  WHERE e.log = ?1 AND e.seq < ?2 ORDER BY e.seq DESC LIMIT ?3",
             )?;
             let mut events = stmt
-                .query_map(params![log as i64, before, limit, moderator], |r| {
-                    Ok(StoredEvent { seq: r.get::<_, i64>(0)? as Seq, frame: r.get(1)? })
-                })?
+                .query_map(params![log as i64, before, limit, moderator], stored_event)?
                 .collect::<Result<Vec<_>, _>>()?;
             events.reverse();
+            // Seqs are gap-free from 1, so older events exist iff the first
+            // returned seq is above 1.
             let more = events.first().is_some_and(|e| e.seq > 1);
             Ok((events, more))
         })
@@ -405,6 +367,11 @@ pub fn schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
     let version: Option<String> =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
     Ok(version.map(|v| v.parse::<i64>().unwrap_or(0)))
+}
+
+/// A `(seq, frame)` row.
+fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent { seq: row.get::<_, i64>(0)? as Seq, frame: row.get(1)? })
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -22,6 +22,28 @@ async fn applied_history(client: &mut Client, group: u64, seq: u64) -> Vec<proto
     panic!("seq {seq} was never applied");
 }
 
+/// A subscribed reader on node `a` (and the group's head when it
+/// subscribed), and a member on node `b` sending 300 messages, `pause`
+/// apart.
+async fn reader_on_a_sender_on_b(
+    a: &Server,
+    b: &Server,
+    group: u64,
+    tag: &'static str,
+    pause: Duration,
+) -> (Client, u64, tokio::task::JoinHandle<()>) {
+    let (mut reader, _) = a.client(&demo_phone(1, 2)).await;
+    let head = reader.subscribe(group, None).await;
+    let (mut sender, _) = b.client(&demo_phone(1, 3)).await;
+    let sending = tokio::spawn(async move {
+        for n in 0..300 {
+            sender.send_text(group, &format!("m{n}"), &format!("{tag}-{n}")).await;
+            tokio::time::sleep(pause).await;
+        }
+    });
+    (reader, head, sending)
+}
+
 async fn village(server: &Server) -> u64 {
     let (_, welcome) = server.client(&demo_phone(1, 3)).await;
     group_named(&welcome, "聚源桥村").id
@@ -83,14 +105,7 @@ async fn clients_of_a_killed_node_resume_on_another() {
     let mut a = cluster_node(&redis, &FAST);
     let b = cluster_node(&redis, &FAST);
     let group = village(&a).await;
-    let (mut reader, _) = a.client(&demo_phone(1, 2)).await;
-    let head = reader.subscribe(group, None).await;
-    let (mut sender, _) = b.client(&demo_phone(1, 3)).await;
-    let sending = tokio::spawn(async move {
-        for n in 0..300 {
-            sender.send_text(group, &format!("m{n}"), &format!("kill-{n}")).await;
-        }
-    });
+    let (mut reader, head, sending) = reader_on_a_sender_on_b(&a, &b, group, "kill", Duration::ZERO).await;
     let mut seqs = Vec::new();
     for _ in 0..50 {
         seqs.push(reader.event().await.seq);
@@ -249,15 +264,8 @@ async fn a_draining_node_sends_its_clients_to_another_without_loss() {
     let mut a = cluster_node(&redis, &FAST);
     let b = cluster_node(&redis, &FAST);
     let group = village(&a).await;
-    let (mut reader, _) = a.client(&demo_phone(1, 2)).await;
-    let head = reader.subscribe(group, None).await;
-    let (mut sender, _) = b.client(&demo_phone(1, 3)).await;
-    let sending = tokio::spawn(async move {
-        for n in 0..300 {
-            sender.send_text(group, &format!("m{n}"), &format!("drain-{n}")).await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    });
+    let (mut reader, head, sending) =
+        reader_on_a_sender_on_b(&a, &b, group, "drain", Duration::from_millis(2)).await;
     let mut seqs = Vec::new();
     for _ in 0..30 {
         seqs.push(reader.event().await.seq);

@@ -726,8 +726,14 @@ async fn drive(
     let machine1 = procfs::machine_cpu()?;
     let delay1 = procfs::run_delay_us(pid);
     if let (Some(m0), Some(m1)) = (metrics0, servers::scrape_metrics(http_port).await) {
-        r.server_metrics =
-            m1.iter().map(|(k, v1)| (k.clone(), v1 - m0.get(k).copied().unwrap_or(0.0))).collect();
+        // Counters only: gauges (connections) move as the drain closes
+        // sockets, and histogram buckets add nothing to the sums.
+        let counter = |k: &str| k.ends_with("_total") || k.ends_with("_sum") || k.ends_with("_count");
+        r.server_metrics = m1
+            .iter()
+            .filter(|(k, _)| counter(k))
+            .map(|(k, v1)| (k.clone(), v1 - m0.get(k).copied().unwrap_or(0.0)))
+            .collect();
     }
     board.print_progress(true);
     r.rss_after_kib = cpu1.rss_kib;
@@ -822,8 +828,8 @@ pub struct Outcome {
 pub async fn execute(cfg: &RunConfig, env: &Env) -> Result<Outcome> {
     if cfg.scenario == Scenario::Cluster {
         bail!(
-            "scenario cluster is not yet available: villagehub has no cluster mode (Redis) yet; \
-             it will drive 3 nodes + Redis once the cluster issue lands"
+            "scenario cluster is not yet available: the generator does not yet start Redis and 3 \
+             villagehub nodes (--redis, a shared VILLAGEHUB_TOKEN_KEY) or spread members over them"
         );
     }
     let mut out = Outcome::default();

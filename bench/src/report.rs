@@ -1,7 +1,7 @@
 //! Results as JSON lines (stdout) and as a Markdown section appended to
 //! `bench/RESULTS.md`, with the command, the commit and the machine.
 
-use crate::coord::{Outcome, RunConfig, TargetResult};
+use crate::coord::{Outcome, RunConfig, Scenario, TargetResult};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -95,7 +95,7 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
             r.conns,
             r.groups,
             r.members,
-            r.rate_per_group,
+            rate_cell(cfg, r),
             r.deliveries_per_s,
             r.expected,
             r.lost,
@@ -125,6 +125,16 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
         s.push_str(&format!("\nNote: {n}\n"));
     }
     s
+}
+
+/// The "posts/s per group" cell: only fan-out and reconnect post at a rate.
+fn rate_cell(cfg: &RunConfig, r: &TargetResult) -> String {
+    match cfg.scenario {
+        Scenario::Fanout | Scenario::Reconnect => format!("{}", r.rate_per_group),
+        Scenario::Broadcast => format!("1 per {} ms, all at once", cfg.interval_ms),
+        Scenario::Ingest => format!("window {} per sender", cfg.window),
+        _ => "—".into(),
+    }
 }
 
 fn extra_lines(r: &TargetResult) -> String {
@@ -180,9 +190,11 @@ fn extra_lines(r: &TargetResult) -> String {
         ));
     }
     let m = &r.server_metrics;
-    if let (Some(events), Some(batches)) =
-        (m.get("villagehub_events_committed_total"), m.get("villagehub_commit_batches_total"))
-    {
+    // Older servers export commit_batches_total, newer ones a commit-time
+    // histogram whose count is the number of batches.
+    let batches =
+        m.get("villagehub_commit_batches_total").or_else(|| m.get("villagehub_commit_seconds_count"));
+    if let (Some(events), Some(batches)) = (m.get("villagehub_events_committed_total"), batches) {
         if *batches > 0.0 {
             let commit_s = m.get("villagehub_commit_seconds_sum").copied().unwrap_or(0.0);
             s.push_str(&format!(

@@ -316,7 +316,6 @@ struct Conn {
     final_acked: u64,
     send_done: bool,
     seen_drop_gen: u32,
-    seen_run: bool,
     tally: WorkerResult,
 }
 
@@ -335,7 +334,6 @@ impl Conn {
             final_acked: 0,
             send_done: false,
             seen_drop_gen: 0,
-            seen_run: false,
             tally: WorkerResult::default(),
         }
     }
@@ -371,9 +369,6 @@ impl Conn {
         };
         loop {
             let p = phase.borrow().clone();
-            if p.run.is_some() && !self.seen_run {
-                self.seen_run = true;
-            }
             if p.drop_gen != self.seen_drop_gen {
                 self.seen_drop_gen = p.drop_gen;
                 drop(ws);

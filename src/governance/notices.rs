@@ -120,7 +120,7 @@ pub async fn post_read(
                 .collect()
         };
         for cadre in cadres {
-            hub.fanout.accounts.notify(cadre, Notice::Receipts(receipts.clone()));
+            hub.fanout.accounts.notify(cadre, Notice::Receipts(Box::new(receipts.clone())));
         }
     }
     Ok(ServerFrame::Sent { id, group, seq, duplicate })
