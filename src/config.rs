@@ -131,6 +131,21 @@ pub struct ServeArgs {
     /// count against the proxy's one address.
     #[arg(long = "trusted-proxy")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    // --- governance ---
+    /// Hours within which a request must get its first response (15).
+    #[arg(long)]
+    pub first_response_hours: Option<f64>,
+    /// Hours after the first response fell due before an unanswered request
+    /// is escalated to the town automatically (9).
+    #[arg(long)]
+    pub escalate_after_hours: Option<f64>,
+    /// How often the deadline sweeper runs, milliseconds (1000).
+    #[arg(long)]
+    pub sweep_interval_ms: Option<u64>,
+    /// Tests only: enable `POST /api/test/clock` to move the governance
+    /// clock forward.
+    #[arg(long)]
+    pub test_clock: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -198,6 +213,8 @@ pub struct Config {
     pub redis: Option<crate::cluster::RedisConfig>,
     /// External tokens and login limits.
     pub auth: AuthConfig,
+    /// Request deadlines and the sweeper (`governance`).
+    pub governance: crate::governance::GovernanceConfig,
 }
 
 /// Settings of `external.rs` and `limiter.rs`.
@@ -353,7 +370,19 @@ impl ServeArgs {
             auth.login_failures_per_phone >= 1 && auth.login_attempts_per_address >= 1,
             "login limits must be ≥ 1"
         );
+        let hours = |h: f64| (h * 3_600_000.0) as i64;
+        let governance = crate::governance::GovernanceConfig {
+            first_response_ms: hours(self.first_response_hours.unwrap_or(15.0)),
+            escalate_after_ms: hours(self.escalate_after_hours.unwrap_or(9.0)),
+            sweep_every: Duration::from_millis(self.sweep_interval_ms.unwrap_or(1000).max(10)),
+            test_clock: self.test_clock,
+        };
+        anyhow::ensure!(
+            governance.first_response_ms > 0 && governance.escalate_after_ms >= 0,
+            "--first-response-hours must be > 0 and --escalate-after-hours ≥ 0"
+        );
         Ok(Config {
+            governance,
             auth,
             listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),

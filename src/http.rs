@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::governance::routes(state.hub.config.governance.test_clock))
         .fallback(web_client)
         .with_state(state)
 }

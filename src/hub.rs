@@ -101,6 +101,8 @@ pub struct Hub {
     /// `--max-connections-per-account` / `--max-connections-per-ip`.
     connection_counts: Mutex<HashMap<SlotKey, usize>>,
     next_conn: AtomicU64,
+    /// The governance clock and the disclosure chain's lock.
+    pub governance: crate::governance::Governance,
 }
 
 /// What a connection slot is counted against.
@@ -142,6 +144,7 @@ impl Hub {
         let login_limiter =
             LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
+            governance: crate::governance::Governance::new(config.governance.clone()),
             external,
             login_limiter,
             config,

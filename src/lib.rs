@@ -16,6 +16,7 @@ pub mod demo;
 pub mod directory;
 pub mod external;
 pub mod fanout;
+pub mod governance;
 pub mod http;
 pub mod hub;
 pub mod limiter;

@@ -62,6 +62,23 @@ enum Command {
         #[command(subcommand)]
         command: villagehub::admin::AdminCommand,
     },
+    /// Affairs disclosures (村务公开).
+    Disclosures {
+        #[command(subcommand)]
+        command: DisclosuresCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DisclosuresCommand {
+    /// Verify a group's disclosure hash chain; prints the report as JSON
+    /// and exits with status 1 if a link is broken.
+    Verify {
+        #[arg(long, env = "VILLAGEHUB_DATA_DIR", default_value = "data")]
+        data_dir: std::path::PathBuf,
+        #[arg(long)]
+        group: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,6 +126,15 @@ fn main() -> anyhow::Result<()> {
                 let result = villagehub::admin::run(&node.hub, command).await;
                 node.close().await;
                 print!("{}", result?);
+                Ok(())
+            }
+            Some(Command::Disclosures { command: DisclosuresCommand::Verify { data_dir, group } }) => {
+                let store = villagehub::store::Store::open(&data_dir)?;
+                let report = store.read(|c| villagehub::governance::notices::verify(c, group))?;
+                println!("{}", serde_json::to_string(&report)?);
+                if !report.ok {
+                    std::process::exit(1);
+                }
                 Ok(())
             }
         }

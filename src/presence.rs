@@ -39,6 +39,8 @@ pub enum Notice {
     /// A new application to a group this account decides on (cadre,
     /// secretary): push it.
     Application(Box<ApplicationInfo>),
+    /// Read receipts of a notice changed (cadres, secretary): push them.
+    Receipts(Box<protocol::Receipts>),
 }
 
 /// account → (connection id, notice sender) of each of its connections.

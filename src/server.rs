@@ -100,8 +100,10 @@ pub async fn serve(
             let _ = stopped_rx.await;
         });
     let server = tokio::spawn(server.into_future());
+    let sweeper = tokio::spawn(crate::governance::run_sweeper(hub.clone()));
 
     stop.await;
+    sweeper.abort();
     tracing::info!("shutting down: no new connections, draining sessions");
     let _ = stopped_tx.send(());
     let _ = shutdown_tx.send(true);

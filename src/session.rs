@@ -481,6 +481,22 @@ impl Session {
                 let seq = self.hub.change_password(&account, old, new).await?;
                 ServerFrame::Done { id, seq: Some(seq) }
             }
+            // --- governance ---
+            ClientOp::Post { id, group, event, client_key } => {
+                crate::governance::post(&self.hub, &account, id, group, event, client_key).await?
+            }
+            ClientOp::Unread { id, group, notice } => {
+                crate::governance::notices::unread(&self.hub, &account, id, group, notice).await?
+            }
+            ClientOp::VerifyDisclosures { id, group } => {
+                crate::governance::notices::verify_op(&self.hub, &account, id, group).await?
+            }
+            ClientOp::Figures { id, scope, of } => {
+                crate::governance::requests::figures_op(&self.hub, &account, id, scope, of).await?
+            }
+            ClientOp::Likes { id, group, targets } => {
+                crate::governance::likes::likes_op(&self.hub, &account, id, group, targets).await?
+            }
         };
         Ok(Reply::Frame(frame))
     }
@@ -504,6 +520,7 @@ impl Session {
             Notice::Application(application) => {
                 self.send_frame(ws, &ServerFrame::Application(*application)).await
             }
+            Notice::Receipts(receipts) => self.send_frame(ws, &ServerFrame::Receipts(*receipts)).await,
         }
     }
 

@@ -20,7 +20,7 @@ pub const DIRECTORY_LOG: Id = 0;
 
 /// Bumped whenever the schema changes; `open` migrates older files with
 /// `MIGRATIONS`, and creates new ones directly at this version.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `MIGRATIONS[v - 1]` takes a store from schema v to v + 1. Each runs in
 /// one transaction with the version bump, so a crash mid-migration leaves
@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
     // 2 → 3: the membership views (registration, households, offices,
     // member flags, audit, hidden messages); all new tables.
     crate::membership::SCHEMA,
+    // 3 → 4: the governance channels (an index by event kind).
+    crate::governance::SCHEMA,
 ];
 
 const SCHEMA: &str = r#"
@@ -384,6 +386,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(crate::membership::SCHEMA)?;
+            tx.execute_batch(crate::governance::SCHEMA)?;
             tx.execute(set_version, [SCHEMA_VERSION.to_string()])?;
             tx.commit()?;
         }

@@ -122,6 +122,25 @@ pub enum ClientOp {
     Logout { id: u64 },
     /// Change the password; revokes every earlier token like `logout`.
     ChangePassword { id: u64, old: String, new: String },
+    // --- governance (notices, requests, deliberation, exchange, likes) ---
+    /// Post an event of a governance channel (`notice`, `notice_read`,
+    /// `request`, `request_reply`, …, `like`, `unlike`; see README). Reply:
+    /// `sent`. `client_key` makes it idempotent like `send`.
+    Post {
+        id: u64,
+        group: Id,
+        event: EventBody,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_key: Option<String>,
+    },
+    /// Cadre, secretary, officer: read receipts of a notice per household.
+    Unread { id: u64, group: Id, notice: Seq },
+    /// Anyone who sees the group: check the disclosure hash chain.
+    VerifyDisclosures { id: u64, group: Id },
+    /// Request and exchange figures of a group, town or district.
+    Figures { id: u64, scope: ScopeKind, of: Id },
+    /// Like counts of some posts of a group.
+    Likes { id: u64, group: Id, targets: Vec<Seq> },
 }
 
 impl ClientOp {
@@ -143,7 +162,12 @@ impl ClientOp {
             | ClientOp::Transfer { id, .. }
             | ClientOp::Audit { id, .. }
             | ClientOp::Logout { id }
-            | ClientOp::ChangePassword { id, .. } => *id,
+            | ClientOp::ChangePassword { id, .. }
+            | ClientOp::Post { id, .. }
+            | ClientOp::Unread { id, .. }
+            | ClientOp::VerifyDisclosures { id, .. }
+            | ClientOp::Figures { id, .. }
+            | ClientOp::Likes { id, .. } => *id,
         }
     }
 
@@ -166,6 +190,11 @@ impl ClientOp {
             ClientOp::Audit { .. } => "audit",
             ClientOp::Logout { .. } => "logout",
             ClientOp::ChangePassword { .. } => "change_password",
+            ClientOp::Post { .. } => "post",
+            ClientOp::Unread { .. } => "unread",
+            ClientOp::VerifyDisclosures { .. } => "verify_disclosures",
+            ClientOp::Figures { .. } => "figures",
+            ClientOp::Likes { .. } => "likes",
         }
     }
 }
@@ -189,6 +218,12 @@ pub const OP_NAMES: &[&str] = &[
     "audit",
     "logout",
     "change_password",
+    // --- governance ---
+    "post",
+    "unread",
+    "verify_disclosures",
+    "figures",
+    "likes",
 ];
 
 /// The five channels of a group. Every event belongs to exactly one.
@@ -286,6 +321,18 @@ pub enum ServerFrame {
     /// Push to the cadres and the secretary of a group (connected at the
     /// time) when someone applies to join it.
     Application(ApplicationInfo),
+    // --- governance ---
+    /// Reply to `unread`.
+    Unread { id: u64, receipts: Receipts },
+    /// Push to the group's connected cadres and secretary when a read
+    /// receipt arrives.
+    Receipts(Receipts),
+    /// Reply to `verify_disclosures`.
+    Disclosures { id: u64, report: ChainReport },
+    /// Reply to `figures`.
+    Figures { id: u64, figures: Figures },
+    /// Reply to `likes`.
+    Likes { id: u64, group: Id, counts: Vec<LikeCount> },
     /// Reply to an op that failed, or (with no `id`) a frame the server could
     /// not attribute to an op, such as malformed JSON.
     Error {
@@ -642,6 +689,30 @@ pub enum EventBody {
     /// it (the event keeps its seq, ts and author): members get no `text`,
     /// cadres and officers get the text as well.
     Hidden(HiddenBody),
+    // --- notices ---
+    Notice(NoticeBody),
+    NoticeRead(NoticeReadBody),
+    // --- requests ---
+    Request(RequestBody),
+    RequestReply(RequestReplyBody),
+    RequestResolved(RequestResolvedBody),
+    RequestEscalated(RequestEscalatedBody),
+    RequestOverdue(RequestOverdueBody),
+    RequestRated(RequestRatedBody),
+    // --- deliberation ---
+    Topic(TopicBody),
+    TopicComment(TopicCommentBody),
+    Vote(VoteBody),
+    TopicClosed(TopicClosedBody),
+    ProjectProgress(ProjectProgressBody),
+    HallSettings(HallSettingsBody),
+    // --- exchange ---
+    Item(ItemBody),
+    ItemClaimed(ItemRefBody),
+    ItemHandedOver(ItemRefBody),
+    // --- likes ---
+    Like(LikeBody),
+    Unlike(LikeBody),
 }
 
 /// Body of a `hide` event.
@@ -669,6 +740,24 @@ impl EventBody {
     pub fn channel(&self) -> Channel {
         match self {
             EventBody::Message(_) | EventBody::Hide(_) | EventBody::Hidden(_) => Channel::Chat,
+            EventBody::Notice(_) | EventBody::NoticeRead(_) => Channel::Notices,
+            EventBody::Request(_)
+            | EventBody::RequestReply(_)
+            | EventBody::RequestResolved(_)
+            | EventBody::RequestEscalated(_)
+            | EventBody::RequestOverdue(_)
+            | EventBody::RequestRated(_) => Channel::Requests,
+            EventBody::Topic(_)
+            | EventBody::TopicComment(_)
+            | EventBody::Vote(_)
+            | EventBody::TopicClosed(_)
+            | EventBody::ProjectProgress(_)
+            | EventBody::HallSettings(_) => Channel::Deliberation,
+            EventBody::Item(_) | EventBody::ItemClaimed(_) | EventBody::ItemHandedOver(_) => {
+                Channel::Exchange
+            }
+            // A like belongs to the channel of chat-wide interactions.
+            EventBody::Like(_) | EventBody::Unlike(_) => Channel::Chat,
         }
     }
 
@@ -677,8 +766,372 @@ impl EventBody {
             EventBody::Message(_) => "message",
             EventBody::Hide(_) => "hide",
             EventBody::Hidden(_) => "hidden",
+            EventBody::Notice(_) => "notice",
+            EventBody::NoticeRead(_) => "notice_read",
+            EventBody::Request(_) => "request",
+            EventBody::RequestReply(_) => "request_reply",
+            EventBody::RequestResolved(_) => "request_resolved",
+            EventBody::RequestEscalated(_) => "request_escalated",
+            EventBody::RequestOverdue(_) => "request_overdue",
+            EventBody::RequestRated(_) => "request_rated",
+            EventBody::Topic(_) => "topic",
+            EventBody::TopicComment(_) => "topic_comment",
+            EventBody::Vote(_) => "vote",
+            EventBody::TopicClosed(_) => "topic_closed",
+            EventBody::ProjectProgress(_) => "project_progress",
+            EventBody::HallSettings(_) => "hall_settings",
+            EventBody::Item(_) => "item",
+            EventBody::ItemClaimed(_) => "item_claimed",
+            EventBody::ItemHandedOver(_) => "item_handed_over",
+            EventBody::Like(_) => "like",
+            EventBody::Unlike(_) => "unlike",
         }
     }
+}
+
+// ===========================================================================
+// Governance channels (notices, requests, deliberation, exchange, likes)
+// ===========================================================================
+
+// --- notices ---
+
+/// Kind of a notice (公告).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeCategory {
+    Announcement,
+    /// 村务公开: hash-chained, never edited, only amended.
+    Affairs,
+    /// Party building (党建).
+    Party,
+    Election,
+}
+
+/// Body of a `notice` event. For `affairs`, the server fills `prev_hash`
+/// (the group's previous disclosure's hash, absent for the first) and
+/// `hash` = SHA-256 (hex) of the canonical content (see README) — anything a client
+/// sends in those two fields is replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeBody {
+    pub title: String,
+    pub text: String,
+    pub category: NoticeCategory,
+    #[serde(default)]
+    pub must_read: bool,
+    /// The earlier disclosure this one amends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amends: Option<Seq>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+/// Body of a `notice_read` receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeReadBody {
+    pub notice: Seq,
+}
+
+/// Read receipts of one notice, rolled up per household (reply to
+/// `unread`, and pushed to the group's connected cadres on each receipt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipts {
+    pub group: Id,
+    pub notice: Seq,
+    /// Distinct members who have read it.
+    pub read_people: u32,
+    /// Households with at least one reader.
+    pub read_households: u32,
+    /// Households of the group none of whose members has read it.
+    pub unread: Vec<HouseholdRef>,
+}
+
+/// A household named in `Receipts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HouseholdRef {
+    pub id: Id,
+    pub address: String,
+}
+
+/// Result of `verify_disclosures`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainReport {
+    pub group: Id,
+    /// Disclosures checked, in seq order.
+    pub checked: u32,
+    pub ok: bool,
+    /// The first broken link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<BrokenLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLink {
+    /// Seq of the disclosure whose link is broken.
+    pub seq: Seq,
+    pub reason: String,
+}
+
+// --- requests ---
+
+/// Body of a `request` (诉求).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestBody {
+    /// One of `REQUEST_CATEGORIES`.
+    pub category: String,
+    pub text: String,
+}
+
+/// Request categories (from the reference deployment).
+pub const REQUEST_CATEGORIES: &[&str] = &[
+    "环境卫生",
+    "垃圾分类",
+    "停车",
+    "物业服务",
+    "房屋修缮",
+    "危房改造",
+    "治安",
+    "噪音扰民",
+    "违章搭建",
+    "道路交通",
+    "绿化",
+    "水电燃气",
+    "养老服务",
+    "医疗卫生",
+    "就业帮扶",
+    "邻里纠纷",
+    "文体活动",
+    "其他",
+];
+
+/// Body of a `request_reply`: one entry of a request's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestReplyBody {
+    pub request: Seq,
+    pub text: String,
+}
+
+/// Body of `request_resolved`. `solved_in_group` is set by the server
+/// (false once the request was escalated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestResolvedBody {
+    pub request: Seq,
+    #[serde(default)]
+    pub solved_in_group: bool,
+}
+
+/// Where a request is escalated to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationLevel {
+    Town,
+    District,
+}
+
+/// Body of `request_escalated`; `automatic` is set by the server only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEscalatedBody {
+    pub request: Seq,
+    pub to: EscalationLevel,
+    pub reason: String,
+    #[serde(default)]
+    pub automatic: bool,
+}
+
+/// Body of `request_overdue` (appended by the server only) and of other
+/// events naming one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOverdueBody {
+    pub request: Seq,
+}
+
+/// Body of `request_rated`: the filer's satisfaction after resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRatedBody {
+    pub request: Seq,
+    /// 1 to 5.
+    pub stars: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Levels at which figures are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeKind {
+    Group,
+    Town,
+    District,
+}
+
+/// Request and exchange figures of one scope (reply to `figures`, and the
+/// body of `GET /api/requests/figures`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Figures {
+    pub scope: ScopeKind,
+    /// The group, town or district id.
+    pub of: Id,
+    pub requests: u32,
+    /// Requests with at least one reply.
+    pub responded: u32,
+    /// `responded / requests`, per mille (1000 when there are none).
+    pub reply_rate: u32,
+    /// Requests first answered within the first-response window, per mille
+    /// of all requests.
+    pub on_time_rate: u32,
+    /// Median time to first response, ms (absent without responses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_first_response_ms: Option<i64>,
+    pub resolved: u32,
+    /// Resolved requests solved without escalation, per mille of resolved.
+    pub solved_in_group_rate: u32,
+    pub escalations: u32,
+    pub overdue: u32,
+    pub offers: u32,
+    pub wants: u32,
+    pub claimed: u32,
+    pub handed_over: u32,
+}
+
+// --- deliberation ---
+
+/// How votes are counted on a topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Voting {
+    /// One vote per household (the latest vote of any of its members).
+    #[default]
+    Household,
+    Person,
+}
+
+/// Who may propose topics in a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proposers {
+    #[default]
+    Members,
+    Cadres,
+}
+
+/// Body of a `topic` (议事厅). `voting` is set by the server from the
+/// group's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicBody {
+    pub title: String,
+    pub text: String,
+    /// End of the voting window, ms since the epoch.
+    pub vote_until: Millis,
+    #[serde(default)]
+    pub voting: Voting,
+    /// What a passed topic becomes (default `convention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposes: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCommentBody {
+    pub topic: Seq,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choice {
+    Yes,
+    No,
+    Abstain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteBody {
+    pub topic: Seq,
+    pub choice: Choice,
+}
+
+/// The outcome of a topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// 公约.
+    Convention,
+    /// 项目: progress is tracked with `project_progress`.
+    Project,
+    #[default]
+    Rejected,
+}
+
+/// Body of `topic_closed`. The server counts the votes and decides the
+/// outcome (more yes than no: the topic's `proposes`; else rejected).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicClosedBody {
+    pub topic: Seq,
+    #[serde(default)]
+    pub yes: u32,
+    #[serde(default)]
+    pub no: u32,
+    #[serde(default)]
+    pub abstain: u32,
+    #[serde(default)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectProgressBody {
+    pub topic: Seq,
+    pub status: String,
+    /// 0 to 100.
+    pub percent: u8,
+    pub note: String,
+}
+
+/// Body of `hall_settings`: the group's deliberation settings (secretary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HallSettingsBody {
+    pub proposers: Proposers,
+    pub voting: Voting,
+}
+
+// --- exchange ---
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemMode {
+    Offer,
+    Want,
+}
+
+/// Body of an `item` (公益置换).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemBody {
+    pub mode: ItemMode,
+    pub title: String,
+    pub text: String,
+}
+
+/// Body of `item_claimed` and `item_handed_over`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRefBody {
+    pub item: Seq,
+}
+
+// --- likes ---
+
+/// Body of `like` and `unlike`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikeBody {
+    pub target: Seq,
+}
+
+/// Likes of one post (reply to `likes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikeCount {
+    pub target: Seq,
+    pub count: u32,
+    /// The asking account likes it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mine: bool,
 }
 
 /// The closed list of error codes. Each error frame carries one, plus a
@@ -875,6 +1328,11 @@ mod tests {
             r#"{"op":"audit","id":1,"group":1}"#,
             r#"{"op":"logout","id":1}"#,
             r#"{"op":"change_password","id":1,"old":"a","new":"b"}"#,
+            r#"{"op":"post","id":1,"group":1,"event":{"kind":"like","body":{"target":3}}}"#,
+            r#"{"op":"unread","id":1,"group":1,"notice":3}"#,
+            r#"{"op":"verify_disclosures","id":1,"group":1}"#,
+            r#"{"op":"figures","id":1,"scope":"town","of":1}"#,
+            r#"{"op":"likes","id":1,"group":1,"targets":[3]}"#,
         ];
         assert_eq!(ops.len(), OP_NAMES.len());
         for (json, name) in ops.iter().zip(OP_NAMES) {

@@ -78,6 +78,11 @@ fn every_example_round_trips() {
         "audit",
         "membership",
         "application",
+        "unread",
+        "receipts",
+        "disclosures",
+        "figures",
+        "likes",
     ] {
         let documented = frames
             .iter()
@@ -85,7 +90,30 @@ fn every_example_round_trips() {
         assert!(documented, "no example of server frame {kind}");
     }
     // Every event kind has an example.
-    for kind in ["message", "hide", "hidden"] {
+    for kind in [
+        "message",
+        "hide",
+        "hidden",
+        "notice",
+        "notice_read",
+        "request",
+        "request_reply",
+        "request_resolved",
+        "request_escalated",
+        "request_overdue",
+        "request_rated",
+        "topic",
+        "topic_comment",
+        "vote",
+        "topic_closed",
+        "project_progress",
+        "hall_settings",
+        "item",
+        "item_claimed",
+        "item_handed_over",
+        "like",
+        "unlike",
+    ] {
         let documented = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.body.kind() == kind));
         assert!(documented, "no example of event kind {kind}");
     }

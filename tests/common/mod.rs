@@ -160,6 +160,7 @@ impl Server {
             events: VecDeque::new(),
             notices: VecDeque::new(),
             applications: VecDeque::new(),
+            receipts: VecDeque::new(),
         }
     }
 
@@ -255,6 +256,8 @@ pub struct Client {
     pub notices: VecDeque<MembershipNotice>,
     /// Application pushes (to cadres), likewise.
     pub applications: VecDeque<protocol::ApplicationInfo>,
+    /// Read-receipt pushes (to cadres), likewise.
+    pub receipts: VecDeque<protocol::Receipts>,
 }
 
 /// How a connection ended.
@@ -314,6 +317,7 @@ impl Client {
                 ServerFrame::Event(event) => self.events.push_back(event),
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
                 ServerFrame::Application(application) => self.applications.push_back(application),
+                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
                 frame => {
                     assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
                     return frame;
@@ -380,6 +384,7 @@ impl Client {
                 ServerFrame::Event(event) => return event,
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
                 ServerFrame::Application(application) => self.applications.push_back(application),
+                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
                 other => panic!("expected an event, got {other:?}"),
             }
         }
@@ -411,6 +416,20 @@ impl Client {
                 ServerFrame::Event(event) => self.events.push_back(event),
                 ServerFrame::Application(application) => self.applications.push_back(application),
                 other => panic!("expected a membership push, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next read-receipt push (events arriving meanwhile are kept).
+    pub async fn receipts_push(&mut self) -> protocol::Receipts {
+        if let Some(receipts) = self.receipts.pop_front() {
+            return receipts;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Receipts(receipts) => return receipts,
+                ServerFrame::Event(event) => self.events.push_back(event),
+                other => panic!("expected a receipts push, got {other:?}"),
             }
         }
     }
@@ -494,9 +513,16 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::History { id, .. }
         | ServerFrame::Done { id, .. }
         | ServerFrame::Applications { id, .. }
-        | ServerFrame::Audit { id, .. } => Some(*id),
+        | ServerFrame::Audit { id, .. }
+        | ServerFrame::Unread { id, .. }
+        | ServerFrame::Disclosures { id, .. }
+        | ServerFrame::Figures { id, .. }
+        | ServerFrame::Likes { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
-        ServerFrame::Event(_) | ServerFrame::Membership(_) | ServerFrame::Application(_) => None,
+        ServerFrame::Event(_)
+        | ServerFrame::Membership(_)
+        | ServerFrame::Application(_)
+        | ServerFrame::Receipts(_) => None,
     }
 }
 
@@ -514,7 +540,7 @@ pub fn text_of(event: &Event) -> &str {
     match &event.body {
         protocol::EventBody::Message(m) => &m.text,
         protocol::EventBody::Hidden(h) => h.text.as_deref().unwrap_or(""),
-        protocol::EventBody::Hide(_) => "",
+        _ => "",
     }
 }
 
