@@ -475,6 +475,20 @@ impl Session {
                 let seq = self.hub.change_password(&account, old, new).await?;
                 ServerFrame::Done { id, seq: Some(seq) }
             }
+            ClientOp::Broadcast { id, scope, title, text } => {
+                let (broadcast, groups) =
+                    crate::broadcast::broadcast(&self.hub, &account, &scope, title, text, None).await?;
+                ServerFrame::BroadcastSent { id, broadcast, groups }
+            }
+            ClientOp::Stats { id, scope, from, to } => ServerFrame::Stats {
+                id,
+                stats: crate::stats::stats(&self.hub, &account, &scope, from, to).await?,
+            },
+            ClientOp::Needs { id, scope, from, to } => {
+                let (scope, from, to, needs) =
+                    crate::stats::needs(&self.hub, &account, &scope, from, to).await?;
+                ServerFrame::Needs { id, scope, from, to, needs }
+            }
         };
         Ok(Reply::Frame(frame))
     }

@@ -706,7 +706,10 @@ impl Conn {
             | ServerFrame::History { .. }
             | ServerFrame::Done { .. }
             | ServerFrame::Applications { .. }
-            | ServerFrame::Audit { .. } => self.violation("reply to an op never sent"),
+            | ServerFrame::Audit { .. }
+            | ServerFrame::BroadcastSent { .. }
+            | ServerFrame::Stats { .. }
+            | ServerFrame::Needs { .. } => self.violation("reply to an op never sent"),
             ServerFrame::Membership(_) | ServerFrame::Application(_) => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
         }

@@ -122,6 +122,32 @@ pub enum ClientOp {
     Logout { id: u64 },
     /// Change the password; revokes every earlier token like `logout`.
     ChangePassword { id: u64, old: String, new: String },
+    // --- broadcast, statistics, needs ---
+    /// Town or district officer: post one notice into every group of the
+    /// scope (`town:T` or `district:D`). Reply: `broadcast_sent`.
+    Broadcast { id: u64, scope: String, title: String, text: String },
+    /// Figures of a scope (`group:G`, `town:T`, `district:D`) over
+    /// `[from, to)` (ms; absent = since the start / until now). Cadres and
+    /// secretaries of the group, officers of the scope. Reply: `stats`.
+    Stats {
+        id: u64,
+        scope: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Millis>,
+    },
+    /// The TOP-10 needs of a scope over a period (same rights as `stats`).
+    /// Reply: `needs`.
+    Needs {
+        id: u64,
+        scope: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Millis>,
+    },
+    // --- end broadcast, statistics, needs ---
 }
 
 impl ClientOp {
@@ -143,7 +169,10 @@ impl ClientOp {
             | ClientOp::Transfer { id, .. }
             | ClientOp::Audit { id, .. }
             | ClientOp::Logout { id }
-            | ClientOp::ChangePassword { id, .. } => *id,
+            | ClientOp::ChangePassword { id, .. }
+            | ClientOp::Broadcast { id, .. }
+            | ClientOp::Stats { id, .. }
+            | ClientOp::Needs { id, .. } => *id,
         }
     }
 
@@ -166,6 +195,9 @@ impl ClientOp {
             ClientOp::Audit { .. } => "audit",
             ClientOp::Logout { .. } => "logout",
             ClientOp::ChangePassword { .. } => "change_password",
+            ClientOp::Broadcast { .. } => "broadcast",
+            ClientOp::Stats { .. } => "stats",
+            ClientOp::Needs { .. } => "needs",
         }
     }
 }
@@ -189,6 +221,9 @@ pub const OP_NAMES: &[&str] = &[
     "audit",
     "logout",
     "change_password",
+    "broadcast",
+    "stats",
+    "needs",
 ];
 
 /// The five channels of a group. Every event belongs to exactly one.
@@ -245,6 +280,15 @@ pub enum ServerFrame {
     Subscribed { id: u64, group: Id, head: Seq },
     /// Reply to `unsubscribe`; no further events of that group follow.
     Unsubscribed { id: u64, group: Id },
+    // --- broadcast, statistics, needs ---
+    /// Reply to `broadcast`: one `broadcast` event was appended to each of
+    /// these groups, all carrying this broadcast id.
+    BroadcastSent { id: u64, broadcast: String, groups: Vec<Id> },
+    /// Reply to `stats`.
+    Stats { id: u64, stats: Stats },
+    /// Reply to `needs`: at most ten, most frequent first.
+    Needs { id: u64, scope: String, from: Millis, to: Millis, needs: Vec<Need> },
+    // --- end broadcast, statistics, needs ---
     /// Reply to `send`: the message is durable with this seq. `duplicate` is
     /// true when the client_key had been used before and nothing new was made.
     Sent {
@@ -642,7 +686,68 @@ pub enum EventBody {
     /// it (the event keeps its seq, ts and author): members get no `text`,
     /// cadres and officers get the text as well.
     Hidden(HiddenBody),
+    /// A town or district broadcast, as it shows in each group of its scope.
+    Broadcast(BroadcastBody),
 }
+
+// --- broadcast ---
+/// Body of a `broadcast` event: one such event is appended to the log of
+/// every group in the scope, all with the same `broadcast` id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastBody {
+    /// Shared by every copy of the broadcast.
+    pub broadcast: String,
+    /// `town:T` or `district:D`.
+    pub scope: String,
+    pub title: String,
+    pub text: String,
+}
+// --- end broadcast ---
+
+// --- statistics and needs ---
+/// The figures of a scope over a period, computed from the group logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub scope: String,
+    pub from: Millis,
+    pub to: Millis,
+    /// Groups in the scope.
+    pub groups: u64,
+    /// `notice` and `broadcast` events.
+    pub notices: u64,
+    /// Every event.
+    pub interactions: u64,
+    /// `like` events minus `unlike` events.
+    pub likes: i64,
+    /// Distinct authors.
+    pub participants: u64,
+    pub topics: u64,
+    /// `topic_closed` with outcome `convention`.
+    pub conventions: u64,
+    /// `topic_closed` with outcome `project`.
+    pub projects: u64,
+    /// Requests filed.
+    pub requests: u64,
+    /// Distinct requests that got a `request_reply`.
+    pub requests_answered: u64,
+    /// `request_resolved` with `solved_in_group`.
+    pub requests_solved_in_group: u64,
+    /// Distinct requests escalated.
+    pub requests_escalated: u64,
+    /// `item_handed_over` events.
+    pub exchanged_items: u64,
+}
+
+/// One of the TOP-10 needs: a request category (`category`) or a word of
+/// requests and topics (`word`), with how often it occurs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub term: String,
+    /// `category` or `word`.
+    pub source: String,
+    pub count: u64,
+}
+// --- end statistics and needs ---
 
 /// Body of a `hide` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -669,6 +774,7 @@ impl EventBody {
     pub fn channel(&self) -> Channel {
         match self {
             EventBody::Message(_) | EventBody::Hide(_) | EventBody::Hidden(_) => Channel::Chat,
+            EventBody::Broadcast(_) => Channel::Notices,
         }
     }
 
@@ -677,6 +783,7 @@ impl EventBody {
             EventBody::Message(_) => "message",
             EventBody::Hide(_) => "hide",
             EventBody::Hidden(_) => "hidden",
+            EventBody::Broadcast(_) => "broadcast",
         }
     }
 }
@@ -875,6 +982,9 @@ mod tests {
             r#"{"op":"audit","id":1,"group":1}"#,
             r#"{"op":"logout","id":1}"#,
             r#"{"op":"change_password","id":1,"old":"a","new":"b"}"#,
+            r#"{"op":"broadcast","id":1,"scope":"town:2","title":"t","text":"x"}"#,
+            r#"{"op":"stats","id":1,"scope":"group:4"}"#,
+            r#"{"op":"needs","id":1,"scope":"group:4"}"#,
         ];
         assert_eq!(ops.len(), OP_NAMES.len());
         for (json, name) in ops.iter().zip(OP_NAMES) {

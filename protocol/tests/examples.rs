@@ -78,6 +78,9 @@ fn every_example_round_trips() {
         "audit",
         "membership",
         "application",
+        "broadcast_sent",
+        "stats",
+        "needs",
     ] {
         let documented = frames
             .iter()
@@ -85,7 +88,7 @@ fn every_example_round_trips() {
         assert!(documented, "no example of server frame {kind}");
     }
     // Every event kind has an example.
-    for kind in ["message", "hide", "hidden"] {
+    for kind in ["message", "hide", "hidden", "broadcast"] {
         let documented = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.body.kind() == kind));
         assert!(documented, "no example of event kind {kind}");
     }

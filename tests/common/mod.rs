@@ -494,7 +494,10 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::History { id, .. }
         | ServerFrame::Done { id, .. }
         | ServerFrame::Applications { id, .. }
-        | ServerFrame::Audit { id, .. } => Some(*id),
+        | ServerFrame::Audit { id, .. }
+        | ServerFrame::BroadcastSent { id, .. }
+        | ServerFrame::Stats { id, .. }
+        | ServerFrame::Needs { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
         ServerFrame::Event(_) | ServerFrame::Membership(_) | ServerFrame::Application(_) => None,
     }
@@ -515,6 +518,7 @@ pub fn text_of(event: &Event) -> &str {
         protocol::EventBody::Message(m) => &m.text,
         protocol::EventBody::Hidden(h) => h.text.as_deref().unwrap_or(""),
         protocol::EventBody::Hide(_) => "",
+        protocol::EventBody::Broadcast(b) => &b.text,
     }
 }
 
