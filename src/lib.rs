@@ -30,4 +30,5 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod store;
+pub mod warnings;
 pub mod wire;

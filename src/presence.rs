@@ -37,6 +37,8 @@ pub enum Notice {
     /// A new application to a group this account decides on (cadre,
     /// secretary): push it.
     Application(ApplicationInfo),
+    /// An early warning for a group this account is in charge of.
+    Warning(protocol::Warning),
 }
 
 /// account → (connection id, notice sender) of each of its connections.

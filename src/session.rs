@@ -512,6 +512,7 @@ impl Session {
             Notice::Application(application) => {
                 self.send_frame(ws, &ServerFrame::Application(application)).await
             }
+            Notice::Warning(warning) => self.send_frame(ws, &ServerFrame::Warning(warning)).await,
         }
     }
 

@@ -710,7 +710,7 @@ impl Conn {
             | ServerFrame::BroadcastSent { .. }
             | ServerFrame::Stats { .. }
             | ServerFrame::Needs { .. } => self.violation("reply to an op never sent"),
-            ServerFrame::Membership(_) | ServerFrame::Application(_) => {}
+            ServerFrame::Membership(_) | ServerFrame::Application(_) | ServerFrame::Warning(_) => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
         }
     }

@@ -289,6 +289,11 @@ pub enum ServerFrame {
     /// Reply to `needs`: at most ten, most frequent first.
     Needs { id: u64, scope: String, from: Millis, to: Millis, needs: Vec<Need> },
     // --- end broadcast, statistics, needs ---
+    // --- early warnings ---
+    /// Push to the cadres and officers in charge of a group: an early
+    /// warning with its reason and links to the posts behind it.
+    Warning(Warning),
+    // --- end early warnings ---
     /// Reply to `send`: the message is durable with this seq. `duplicate` is
     /// true when the client_key had been used before and nothing new was made.
     Sent {
@@ -748,6 +753,27 @@ pub struct Need {
     pub count: u64,
 }
 // --- end statistics and needs ---
+
+// --- early warnings ---
+/// An early warning (pushed, not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub group: Id,
+    /// `keyword` (a word of the lexicon).
+    pub reason: String,
+    /// For people: what was found.
+    pub detail: String,
+    /// The posts behind the warning.
+    pub links: Vec<WarningLink>,
+}
+
+/// A post a warning points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarningLink {
+    pub group: Id,
+    pub seq: Seq,
+}
+// --- end early warnings ---
 
 /// Body of a `hide` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

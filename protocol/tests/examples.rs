@@ -81,6 +81,7 @@ fn every_example_round_trips() {
         "broadcast_sent",
         "stats",
         "needs",
+        "warning",
     ] {
         let documented = frames
             .iter()

@@ -499,7 +499,10 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::Stats { id, .. }
         | ServerFrame::Needs { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
-        ServerFrame::Event(_) | ServerFrame::Membership(_) | ServerFrame::Application(_) => None,
+        ServerFrame::Event(_)
+        | ServerFrame::Membership(_)
+        | ServerFrame::Application(_)
+        | ServerFrame::Warning(_) => None,
     }
 }
 
