@@ -484,6 +484,7 @@ impl Session {
                 id,
                 stats: crate::stats::stats(&self.hub, &account, &scope, from, to).await?,
             },
+            ClientOp::Presence { id, group } => crate::presence::online(&self.hub, &account, id, group)?,
             ClientOp::Needs { id, scope, from, to } => {
                 let (scope, from, to, needs) =
                     crate::stats::needs(&self.hub, &account, &scope, from, to).await?;

@@ -709,7 +709,8 @@ impl Conn {
             | ServerFrame::Audit { .. }
             | ServerFrame::BroadcastSent { .. }
             | ServerFrame::Stats { .. }
-            | ServerFrame::Needs { .. } => self.violation("reply to an op never sent"),
+            | ServerFrame::Needs { .. }
+            | ServerFrame::Presence { .. } => self.violation("reply to an op never sent"),
             ServerFrame::Membership(_) | ServerFrame::Application(_) | ServerFrame::Warning(_) => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
         }

@@ -148,6 +148,11 @@ pub enum ClientOp {
         to: Option<Millis>,
     },
     // --- end broadcast, statistics, needs ---
+    // --- presence ---
+    /// How many members of a group are online (connected to this node);
+    /// cadres, the secretary and officers also get who. Reply: `presence`.
+    Presence { id: u64, group: Id },
+    // --- end presence ---
 }
 
 impl ClientOp {
@@ -172,7 +177,8 @@ impl ClientOp {
             | ClientOp::ChangePassword { id, .. }
             | ClientOp::Broadcast { id, .. }
             | ClientOp::Stats { id, .. }
-            | ClientOp::Needs { id, .. } => *id,
+            | ClientOp::Needs { id, .. }
+            | ClientOp::Presence { id, .. } => *id,
         }
     }
 
@@ -198,6 +204,7 @@ impl ClientOp {
             ClientOp::Broadcast { .. } => "broadcast",
             ClientOp::Stats { .. } => "stats",
             ClientOp::Needs { .. } => "needs",
+            ClientOp::Presence { .. } => "presence",
         }
     }
 }
@@ -224,6 +231,7 @@ pub const OP_NAMES: &[&str] = &[
     "broadcast",
     "stats",
     "needs",
+    "presence",
 ];
 
 /// The five channels of a group. Every event belongs to exactly one.
@@ -294,6 +302,17 @@ pub enum ServerFrame {
     /// warning with its reason and links to the posts behind it.
     Warning(Warning),
     // --- end early warnings ---
+    // --- presence ---
+    /// Reply to `presence`: members online; `who` (account ids) only for
+    /// cadres, the secretary and officers.
+    Presence {
+        id: u64,
+        group: Id,
+        online: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        who: Option<Vec<Id>>,
+    },
+    // --- end presence ---
     /// Reply to `send`: the message is durable with this seq. `duplicate` is
     /// true when the client_key had been used before and nothing new was made.
     Sent {
@@ -1011,6 +1030,7 @@ mod tests {
             r#"{"op":"broadcast","id":1,"scope":"town:2","title":"t","text":"x"}"#,
             r#"{"op":"stats","id":1,"scope":"group:4"}"#,
             r#"{"op":"needs","id":1,"scope":"group:4"}"#,
+            r#"{"op":"presence","id":1,"group":4}"#,
         ];
         assert_eq!(ops.len(), OP_NAMES.len());
         for (json, name) in ops.iter().zip(OP_NAMES) {

@@ -82,6 +82,7 @@ fn every_example_round_trips() {
         "stats",
         "needs",
         "warning",
+        "presence",
     ] {
         let documented = frames
             .iter()

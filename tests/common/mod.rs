@@ -497,7 +497,8 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::Audit { id, .. }
         | ServerFrame::BroadcastSent { id, .. }
         | ServerFrame::Stats { id, .. }
-        | ServerFrame::Needs { id, .. } => Some(*id),
+        | ServerFrame::Needs { id, .. }
+        | ServerFrame::Presence { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
         ServerFrame::Event(_)
         | ServerFrame::Membership(_)
