@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// further behind must be restored from a backup.
     #[arg(long)]
     pub redis_stream_max: Option<u64>,
+    /// Early-warning keyword lexicon: one keyword a line (`warnings.rs`).
+    #[arg(long, env = "VILLAGEHUB_WARNING_LEXICON")]
+    pub warning_lexicon: Option<PathBuf>,
     /// Events kept in the directory log's stream in Redis.
     #[arg(long)]
     pub redis_directory_stream_max: Option<u64>,

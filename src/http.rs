@@ -46,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(login))
         .route("/api/register", post(register))
         .route("/api/logout", post(logout))
+        .route("/api/stats", get(crate::stats::http_stats))
+        .route("/api/needs", get(crate::stats::http_needs))
         .route("/ws", any(ws_upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -78,7 +80,7 @@ async fn web_client(State(state): State<AppState>, request: Request) -> Response
     response
 }
 
-fn api_error(code: ErrorCode, message: &str) -> Response {
+pub(crate) fn api_error(code: ErrorCode, message: &str) -> Response {
     let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = ApiError { code, message: message.to_string() };
     (status, axum::Json(body)).into_response()
@@ -251,6 +253,19 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
         .into_response(),
         Err(e) => api_error(e.code, &e.message),
     }
+}
+
+/// The account named by `Authorization: Bearer TOKEN`.
+pub(crate) fn bearer_account(
+    hub: &Hub,
+    headers: &HeaderMap,
+) -> Result<crate::hub::Account, crate::hub::OpError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    hub.authenticate(token.trim(), 0).map(|(account, _)| account)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backup;
+pub mod broadcast;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -28,5 +29,7 @@ pub mod presence;
 pub mod seed;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod store;
+pub mod warnings;
 pub mod wire;

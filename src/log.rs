@@ -364,6 +364,8 @@ struct Effects {
     deliveries: Vec<Delivery>,
     refused: Vec<(Seq, DirectoryError)>,
     directory_touched: bool,
+    /// Early warnings raised by this batch, pushed after the commit.
+    warnings: Vec<protocol::Warning>,
     undo: HashMap<Id, Option<(Seq, Millis)>>,
 }
 
@@ -478,6 +480,7 @@ impl Writer {
                 }
                 // Tell the connections of the accounts concerned.
                 crate::presence::after_commit(&state.fanout.accounts, &state.directory);
+                crate::warnings::push(&state.fanout.accounts, &state.directory, fx.warnings);
                 for answer in answers {
                     match answer {
                         Answer::Append(reply, result) => drop(reply.send(result)),
@@ -591,6 +594,7 @@ impl State {
         } else {
             // Views derived from group events (hidden messages, audit).
             crate::moderation::apply_group_frame(tx, event.log, event.seq, &event.frame)?;
+            fx.warnings.extend(crate::warnings::check_frame(event.log, event.seq, &event.frame));
             fx.deliveries.push(Delivery {
                 group: event.log,
                 seq: event.seq,

@@ -148,6 +148,11 @@ fn describe(heads: &[(u64, u64)]) -> String {
 }
 
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.warning_lexicon {
+        let n = villagehub::warnings::load_lexicon(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the warning lexicon {}: {e}", path.display()))?;
+        tracing::info!(keywords = n, "warning lexicon loaded");
+    }
     let config = args.resolve()?;
     let listen = config.listen;
     let demo = config.demo;

@@ -41,6 +41,8 @@ pub enum Notice {
     Application(Box<ApplicationInfo>),
     /// Read receipts of a notice changed (cadres, secretary): push them.
     Receipts(Box<protocol::Receipts>),
+    /// An early warning for a group this account is in charge of.
+    Warning(Box<protocol::Warning>),
 }
 
 /// account → (connection id, notice sender) of each of its connections.
@@ -180,4 +182,34 @@ fn notify_change(accounts: &Accounts, _seq: Seq, change: &DirectoryChange) {
         | C::HouseholdJoined { .. }
         | C::PartySet { .. } => {}
     }
+}
+
+/// `presence`: the members of `group` with a connection open on this node.
+/// Cadres, the secretary and officers also learn who. Not yet counted
+/// across nodes in cluster mode (each node answers for its own
+/// connections).
+pub fn online(
+    hub: &crate::hub::Hub,
+    account: &crate::hub::Account,
+    id: u64,
+    group: Id,
+) -> Result<protocol::ServerFrame, crate::hub::OpError> {
+    let sight = hub.sight(account, group)?;
+    let mut who: Vec<Id> = hub
+        .directory
+        .read()
+        .unwrap()
+        .members_of(group)
+        .into_iter()
+        .map(|(member, _)| member)
+        .filter(|member| hub.fanout.accounts.connections(*member) > 0)
+        .collect();
+    who.sort_unstable();
+    let may_see_who = sight.officer.is_some() || matches!(sight.member, Some(Role::Cadre | Role::Secretary));
+    Ok(protocol::ServerFrame::Presence {
+        id,
+        group,
+        online: who.len() as u64,
+        who: may_see_who.then_some(who),
+    })
 }

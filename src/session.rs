@@ -497,6 +497,22 @@ impl Session {
             ClientOp::Likes { id, group, targets } => {
                 crate::governance::likes::likes_op(&self.hub, &account, id, group, targets).await?
             }
+            // --- broadcast, statistics, needs, presence ---
+            ClientOp::Broadcast { id, scope, title, text } => {
+                let (broadcast, groups) =
+                    crate::broadcast::broadcast(&self.hub, &account, &scope, title, text, None).await?;
+                ServerFrame::BroadcastSent { id, broadcast, groups }
+            }
+            ClientOp::Stats { id, scope, from, to } => ServerFrame::Stats {
+                id,
+                stats: crate::stats::stats(&self.hub, &account, &scope, from, to).await?,
+            },
+            ClientOp::Presence { id, group } => crate::presence::online(&self.hub, &account, id, group)?,
+            ClientOp::Needs { id, scope, from, to } => {
+                let (scope, from, to, needs) =
+                    crate::stats::needs(&self.hub, &account, &scope, from, to).await?;
+                ServerFrame::Needs { id, scope, from, to, needs }
+            }
         };
         Ok(Reply::Frame(frame))
     }
@@ -521,6 +537,7 @@ impl Session {
                 self.send_frame(ws, &ServerFrame::Application(*application)).await
             }
             Notice::Receipts(receipts) => self.send_frame(ws, &ServerFrame::Receipts(*receipts)).await,
+            Notice::Warning(warning) => self.send_frame(ws, &ServerFrame::Warning(*warning)).await,
         }
     }
 

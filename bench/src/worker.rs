@@ -697,9 +697,12 @@ impl Conn {
             ServerFrame::Subscribed { .. } | ServerFrame::Welcome(_) => {
                 self.violation("handshake reply outside the handshake")
             }
-            // Pushes about membership and read receipts concern people, not
+            // Pushes about people (membership, receipts, warnings) are not
             // the bench's traffic.
-            ServerFrame::Membership(_) | ServerFrame::Application(_) | ServerFrame::Receipts(_) => {}
+            ServerFrame::Membership(_)
+            | ServerFrame::Application(_)
+            | ServerFrame::Receipts(_)
+            | ServerFrame::Warning(_) => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
             _ => self.violation("reply to an op never sent"),
         }

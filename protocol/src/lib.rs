@@ -141,6 +141,37 @@ pub enum ClientOp {
     Figures { id: u64, scope: ScopeKind, of: Id },
     /// Like counts of some posts of a group.
     Likes { id: u64, group: Id, targets: Vec<Seq> },
+    // --- broadcast, statistics, needs ---
+    /// Town or district officer: post one notice into every group of the
+    /// scope (`town:T` or `district:D`). Reply: `broadcast_sent`.
+    Broadcast { id: u64, scope: String, title: String, text: String },
+    /// Figures of a scope (`group:G`, `town:T`, `district:D`) over
+    /// `[from, to)` (ms; absent = since the start / until now). Cadres and
+    /// secretaries of the group, officers of the scope. Reply: `stats`.
+    Stats {
+        id: u64,
+        scope: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Millis>,
+    },
+    /// The TOP-10 needs of a scope over a period (same rights as `stats`).
+    /// Reply: `needs`.
+    Needs {
+        id: u64,
+        scope: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Millis>,
+    },
+    // --- end broadcast, statistics, needs ---
+    // --- presence ---
+    /// How many members of a group are online (connected to this node);
+    /// cadres, the secretary and officers also get who. Reply: `presence`.
+    Presence { id: u64, group: Id },
+    // --- end presence ---
 }
 
 impl ClientOp {
@@ -167,7 +198,11 @@ impl ClientOp {
             | ClientOp::Unread { id, .. }
             | ClientOp::VerifyDisclosures { id, .. }
             | ClientOp::Figures { id, .. }
-            | ClientOp::Likes { id, .. } => *id,
+            | ClientOp::Likes { id, .. }
+            | ClientOp::Broadcast { id, .. }
+            | ClientOp::Stats { id, .. }
+            | ClientOp::Needs { id, .. }
+            | ClientOp::Presence { id, .. } => *id,
         }
     }
 
@@ -195,6 +230,10 @@ impl ClientOp {
             ClientOp::VerifyDisclosures { .. } => "verify_disclosures",
             ClientOp::Figures { .. } => "figures",
             ClientOp::Likes { .. } => "likes",
+            ClientOp::Broadcast { .. } => "broadcast",
+            ClientOp::Stats { .. } => "stats",
+            ClientOp::Needs { .. } => "needs",
+            ClientOp::Presence { .. } => "presence",
         }
     }
 }
@@ -224,6 +263,10 @@ pub const OP_NAMES: &[&str] = &[
     "verify_disclosures",
     "figures",
     "likes",
+    "broadcast",
+    "stats",
+    "needs",
+    "presence",
 ];
 
 /// The five channels of a group. Every event belongs to exactly one.
@@ -280,6 +323,31 @@ pub enum ServerFrame {
     Subscribed { id: u64, group: Id, head: Seq },
     /// Reply to `unsubscribe`; no further events of that group follow.
     Unsubscribed { id: u64, group: Id },
+    // --- broadcast, statistics, needs ---
+    /// Reply to `broadcast`: one `broadcast` event was appended to each of
+    /// these groups, all carrying this broadcast id.
+    BroadcastSent { id: u64, broadcast: String, groups: Vec<Id> },
+    /// Reply to `stats`.
+    Stats { id: u64, stats: Stats },
+    /// Reply to `needs`: at most ten, most frequent first.
+    Needs { id: u64, scope: String, from: Millis, to: Millis, needs: Vec<Need> },
+    // --- end broadcast, statistics, needs ---
+    // --- early warnings ---
+    /// Push to the cadres and officers in charge of a group: an early
+    /// warning with its reason and links to the posts behind it.
+    Warning(Warning),
+    // --- end early warnings ---
+    // --- presence ---
+    /// Reply to `presence`: members online; `who` (account ids) only for
+    /// cadres, the secretary and officers.
+    Presence {
+        id: u64,
+        group: Id,
+        online: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        who: Option<Vec<Id>>,
+    },
+    // --- end presence ---
     /// Reply to `send`: the message is durable with this seq. `duplicate` is
     /// true when the client_key had been used before and nothing new was made.
     Sent {
@@ -713,7 +781,89 @@ pub enum EventBody {
     // --- likes ---
     Like(LikeBody),
     Unlike(LikeBody),
+    /// A town or district broadcast, as it shows in each group of its scope.
+    Broadcast(BroadcastBody),
 }
+
+// --- broadcast ---
+/// Body of a `broadcast` event: one such event is appended to the log of
+/// every group in the scope, all with the same `broadcast` id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastBody {
+    /// Shared by every copy of the broadcast.
+    pub broadcast: String,
+    /// `town:T` or `district:D`.
+    pub scope: String,
+    pub title: String,
+    pub text: String,
+}
+// --- end broadcast ---
+
+// --- statistics and needs ---
+/// The figures of a scope over a period, computed from the group logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub scope: String,
+    pub from: Millis,
+    pub to: Millis,
+    /// Groups in the scope.
+    pub groups: u64,
+    /// `notice` and `broadcast` events.
+    pub notices: u64,
+    /// Every event.
+    pub interactions: u64,
+    /// `like` events minus `unlike` events.
+    pub likes: i64,
+    /// Distinct authors.
+    pub participants: u64,
+    pub topics: u64,
+    /// `topic_closed` with outcome `convention`.
+    pub conventions: u64,
+    /// `topic_closed` with outcome `project`.
+    pub projects: u64,
+    /// Requests filed.
+    pub requests: u64,
+    /// Distinct requests that got a `request_reply`.
+    pub requests_answered: u64,
+    /// `request_resolved` with `solved_in_group`.
+    pub requests_solved_in_group: u64,
+    /// Distinct requests escalated.
+    pub requests_escalated: u64,
+    /// `item_handed_over` events.
+    pub exchanged_items: u64,
+}
+
+/// One of the TOP-10 needs: a request category (`category`) or a word of
+/// requests and topics (`word`), with how often it occurs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub term: String,
+    /// `category` or `word`.
+    pub source: String,
+    pub count: u64,
+}
+// --- end statistics and needs ---
+
+// --- early warnings ---
+/// An early warning (pushed, not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub group: Id,
+    /// `keyword` (a word of the lexicon).
+    pub reason: String,
+    /// For people: what was found.
+    pub detail: String,
+    /// The posts behind the warning.
+    pub links: Vec<WarningLink>,
+}
+
+/// A post a warning points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarningLink {
+    pub group: Id,
+    pub seq: Seq,
+}
+// --- end early warnings ---
 
 /// Body of a `hide` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -758,6 +908,7 @@ impl EventBody {
             }
             // A like belongs to the channel of chat-wide interactions.
             EventBody::Like(_) | EventBody::Unlike(_) => Channel::Chat,
+            EventBody::Broadcast(_) => Channel::Notices,
         }
     }
 
@@ -785,6 +936,7 @@ impl EventBody {
             EventBody::ItemHandedOver(_) => "item_handed_over",
             EventBody::Like(_) => "like",
             EventBody::Unlike(_) => "unlike",
+            EventBody::Broadcast(_) => "broadcast",
         }
     }
 }
@@ -1333,6 +1485,10 @@ mod tests {
             r#"{"op":"verify_disclosures","id":1,"group":1}"#,
             r#"{"op":"figures","id":1,"scope":"town","of":1}"#,
             r#"{"op":"likes","id":1,"group":1,"targets":[3]}"#,
+            r#"{"op":"broadcast","id":1,"scope":"town:2","title":"t","text":"x"}"#,
+            r#"{"op":"stats","id":1,"scope":"group:4"}"#,
+            r#"{"op":"needs","id":1,"scope":"group:4"}"#,
+            r#"{"op":"presence","id":1,"group":4}"#,
         ];
         assert_eq!(ops.len(), OP_NAMES.len());
         for (json, name) in ops.iter().zip(OP_NAMES) {

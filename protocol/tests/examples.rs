@@ -83,6 +83,11 @@ fn every_example_round_trips() {
         "disclosures",
         "figures",
         "likes",
+        "broadcast_sent",
+        "stats",
+        "needs",
+        "warning",
+        "presence",
     ] {
         let documented = frames
             .iter()
@@ -113,6 +118,7 @@ fn every_example_round_trips() {
         "item_handed_over",
         "like",
         "unlike",
+        "broadcast",
     ] {
         let documented = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.body.kind() == kind));
         assert!(documented, "no example of event kind {kind}");

@@ -212,6 +212,9 @@ pub async fn post(
         EventBody::Message(_) | EventBody::Hide(_) | EventBody::Hidden(_) => {
             return Err(OpError::bad_request("chat messages use send, hiding uses hide"));
         }
+        EventBody::Broadcast(_) => {
+            return Err(OpError::bad_request("town and district officers use the broadcast op"));
+        }
         EventBody::Notice(notice) => {
             return notices::post_notice(hub, id, group, &sight, author, notice, client_key, max_text).await;
         }

@@ -517,12 +517,17 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::Unread { id, .. }
         | ServerFrame::Disclosures { id, .. }
         | ServerFrame::Figures { id, .. }
-        | ServerFrame::Likes { id, .. } => Some(*id),
+        | ServerFrame::Likes { id, .. }
+        | ServerFrame::BroadcastSent { id, .. }
+        | ServerFrame::Stats { id, .. }
+        | ServerFrame::Needs { id, .. }
+        | ServerFrame::Presence { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
         ServerFrame::Event(_)
         | ServerFrame::Membership(_)
         | ServerFrame::Application(_)
-        | ServerFrame::Receipts(_) => None,
+        | ServerFrame::Receipts(_)
+        | ServerFrame::Warning(_) => None,
     }
 }
 
@@ -540,6 +545,7 @@ pub fn text_of(event: &Event) -> &str {
     match &event.body {
         protocol::EventBody::Message(m) => &m.text,
         protocol::EventBody::Hidden(h) => h.text.as_deref().unwrap_or(""),
+        protocol::EventBody::Broadcast(b) => &b.text,
         _ => "",
     }
 }
