@@ -7,7 +7,7 @@
 // #/g/<group>/<channel>. Every DOM node with user text is filled through
 // textContent, never innerHTML.
 
-import { t, setLang, getLang } from './i18n.js';
+import { t, setLang, getLang, tables } from './i18n.js';
 import { Hub } from './hub.js';
 import { GroupLog, Outbox, loadSession, saveSession, clearSession } from './state.js';
 
@@ -59,6 +59,19 @@ const app = {
   passwordChanged: false,
   quoteFetches: new Set(),
 };
+
+// Governance channels (see the end of this file).
+const GOV_CHANNELS = new Set(['notices', 'requests']);
+const NOTICE_CATEGORIES = ['announcement', 'affairs', 'party', 'election'];
+const REQUEST_CATEGORIES = ['env', 'garbage', 'parking', 'property', 'repair', 'danger', 'security', 'noise',
+  'illegal_build', 'traffic', 'green', 'utilities', 'elderly', 'medical', 'jobs', 'neighbours', 'culture', 'other'];
+const FIRST_RESPONSE_MS = 15 * 3600 * 1000;
+/** {group, channel, seq} of the opened notice or request, or null. */
+app.govDetail = null;
+/** group → the last receipts of the opened notice. */
+app.receipts = null;
+const govLoading = new Set();
+let govTimer = null;
 
 // ---------------------------------------------------------------------------
 // Small DOM helpers
@@ -223,6 +236,7 @@ function render() {
   else root.append(renderGroup(r.group, r.channel));
   if (r.name === 'group' && r.channel === 'chat') afterChatMounted(r.group);
   if (r.name === 'group' && r.channel === 'manage') afterManageMounted(r.group);
+  if (r.name === 'group' && GOV_CHANNELS.has(r.channel)) afterGovMounted(r.group);
   if (r.name === 'group') updateManageCount(r.group);
 }
 
@@ -362,6 +376,7 @@ function startHub() {
   hub.addEventListener('revoked', () => { if (app.hub === hub) logout(app.passwordChanged ? 'password.changed' : 'error.close.4003'); });
   hub.addEventListener('membership', (e) => { if (app.hub === hub) onMembership(e.detail); });
   hub.addEventListener('application', (e) => { if (app.hub === hub) onApplication(e.detail); });
+  hub.addEventListener('receipts', (e) => { if (app.hub === hub) onReceipts(e.detail); });
   hub.addEventListener('notice', (e) => {
     const { code, message } = e.detail;
     toast(code && code.startsWith('close.') ? t(`error.${code}`) : errorText({ code, message }));
@@ -437,6 +452,7 @@ async function subscribe(log) {
   }
   log.setHead(reply.head);
   checkGap(log);
+  if (govOpen(log.id)) afterGovMounted(log.id);
   if (isOpen(log.id) && !log.historyLoaded) loadOlder(log);
   refreshChatChrome(log);
 }
@@ -445,6 +461,10 @@ function onEvent(ev) {
   const log = app.groups.get(ev.group);
   if (!log) return;
   if (!addEvent(log, ev)) return; // (group, seq) already shown: a resume or history overlap
+  if (ev.channel !== 'chat' || ev.kind === 'like' || ev.kind === 'unlike') {
+    if (govOpen(log.id)) scheduleGovDraw(log.id);
+    if (!inChat(ev)) { checkGap(log); return; }
+  }
   if (isOpen(log.id)) {
     insertMessage(log, ev, { live: true });
   } else {
@@ -738,6 +758,8 @@ function renderGroup(groupId, channel) {
     main = renderChat(log);
   } else if (channel === 'manage') {
     main = renderManage(log);
+  } else if (GOV_CHANNELS.has(channel)) {
+    main = renderGov(log, channel);
   } else {
     main = renderSoon(groupId, channel);
   }
@@ -1681,3 +1703,320 @@ function onVisibility() {
 window.villagehub = { app };
 
 boot();
+
+// ---------------------------------------------------------------------------
+// Governance channels: notices and requests (protocol "Governance channels").
+// Each tab loads the group's whole log once (history pages down to seq 1)
+// and derives its view from the events; live events redraw the open tab.
+// ---------------------------------------------------------------------------
+
+
+function myId() {
+  return app.session ? app.session.account.id : null;
+}
+
+function govOpen(groupId) {
+  const r = route();
+  return r.name === 'group' && r.group === groupId && GOV_CHANNELS.has(r.channel) && !!$('#gov');
+}
+
+function isStaff(role) {
+  return role === 'cadre' || role === 'secretary';
+}
+
+function renderGov(log, channel) {
+  const main = h('main', { class: 'content gov', id: 'gov', dataset: { channel } });
+  drawGovInto(main, log, channel);
+  return main;
+}
+
+function scheduleGovDraw() {
+  if (govTimer) return;
+  govTimer = setTimeout(() => {
+    govTimer = null;
+    const r = route();
+    const main = $('#gov');
+    const log = app.groups.get(r.group);
+    if (main && log) drawGovInto(main, log, r.channel);
+  }, 16);
+}
+
+async function afterGovMounted(groupId) {
+  const log = app.groups.get(groupId);
+  if (!log || log.lastSeq === null || govLoading.has(groupId) || !app.hub || !app.hub.connected) return;
+  if (log.historyLoaded && !log.more) return;
+  govLoading.add(groupId);
+  try {
+    for (;;) {
+      const before = log.oldest !== null ? log.oldest : log.lastSeq + 1;
+      if (before <= 1) break;
+      const r = await app.hub.request({ op: 'history', group: log.id, before, limit: app.limits.history_limit || 200 });
+      for (const ev of r.events || []) if (addEvent(log, ev)) replacePending(ev);
+      if (!r.more || !(r.events || []).length) break;
+    }
+    log.more = false;
+    log.historyLoaded = true;
+  } catch (err) {
+    if (err.code !== 'disconnected') toast(errorText(err));
+  } finally {
+    govLoading.delete(groupId);
+  }
+  scheduleGovDraw();
+}
+
+function drawGovInto(main, log, channel) {
+  const d = app.govDetail;
+  const detail = d && d.group === log.id && d.channel === channel ? d.seq : null;
+  // Keep what is being typed across a redraw.
+  const kept = {};
+  for (const el of main.querySelectorAll('textarea[id], input[id], select[id]')) kept[el.id] = el.type === 'checkbox' ? el.checked : el.value;
+  main.textContent = '';
+  if (!log.historyLoaded || log.more) main.append(h('p', { class: 'placeholder', id: 'gov-loading' }, t('groups.loading')));
+  if (channel === 'notices') drawNotices(main, log, detail);
+  else drawRequests(main, log, detail);
+  for (const [id, v] of Object.entries(kept)) {
+    const el = main.querySelector(`#${id}`);
+    if (!el) continue;
+    if (el.type === 'checkbox') el.checked = v;
+    else el.value = v;
+  }
+}
+
+function govPost(group, kind, body, clientKey) {
+  const op = { op: 'post', group, event: { kind, body } };
+  if (clientKey) op.client_key = clientKey;
+  return app.hub.request(op);
+}
+
+function backLink(label) {
+  return h('button', { class: 'secondary', type: 'button', id: 'gov-back', onclick: () => { app.govDetail = null; app.receipts = null; scheduleGovDraw(); } }, label);
+}
+
+// --- notices -----------------------------------------------------------------
+
+function noticeState(log) {
+  const notices = [];
+  const readByMe = new Set();
+  for (const ev of log.sorted()) {
+    if (ev.kind === 'notice') notices.push(ev);
+    else if (ev.kind === 'notice_read' && ev.author.id === myId()) readByMe.add(ev.body.notice);
+  }
+  return { notices, readByMe };
+}
+
+function drawNotices(main, log, detail) {
+  const { notices, readByMe } = noticeState(log);
+  const role = log.info.role;
+  if (detail != null) {
+    const n = notices.find((x) => x.seq === detail);
+    main.append(backLink(t('gov.back')));
+    if (!n) return;
+    main.append(h('article', { class: 'card notice-detail', id: 'notice-detail', dataset: { seq: n.seq } },
+      h('h2', {}, n.body.title),
+      h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${n.author.name} · ${formatTime(n.ts)}`),
+      n.body.must_read ? h('p', { class: 'badge must' }, t('notice.must_read')) : null,
+      h('p', { class: 'body-text' }, n.body.text)));
+    if (canManage(role)) {
+      const rc = app.receipts && app.receipts.notice === n.seq ? app.receipts : null;
+      const box = h('section', { class: 'card', id: 'unread-box' }, h('h3', {}, t('notice.unread.title')));
+      if (!rc) box.append(h('p', { class: 'muted' }, t('groups.loading')));
+      else {
+        box.append(h('p', { id: 'read-count' }, t('notice.unread.counts', { people: rc.read_people, households: rc.read_households, unread: rc.unread.length })));
+        box.append(h('ul', { class: 'list', id: 'unread-list' }, rc.unread.map((u) => h('li', { dataset: { household: u.id } }, u.address))));
+      }
+      main.append(box);
+    }
+    return;
+  }
+  if (isStaff(role)) {
+    main.append(h('button', { class: 'primary big', type: 'button', id: 'notice-new', onclick: () => openNoticeForm(log) }, t('notice.new')));
+  }
+  if (!notices.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('notice.empty')));
+  const sorted = [...notices].sort((a, b) => (b.body.must_read - a.body.must_read) || (b.seq - a.seq));
+  main.append(h('ul', { class: 'list gov-list', id: 'notice-list' }, sorted.map((n) => {
+    const unread = !readByMe.has(n.seq) && n.author.id !== myId();
+    return h('li', {
+      class: `gov-item notice${unread ? ' unread' : ''}`, dataset: { seq: n.seq }, role: 'button', tabindex: '0',
+      onclick: () => openNotice(log, n, unread),
+    },
+    h('div', { class: 'gov-line' },
+      unread ? h('span', { class: 'dot', 'aria-label': t('notice.unread') }, t('notice.unread')) : null,
+      n.body.must_read ? h('span', { class: 'badge must' }, t('notice.must_read')) : null,
+      h('strong', { class: 'gov-title' }, n.body.title)),
+    h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${formatTime(n.ts)}`));
+  })));
+}
+
+async function openNotice(log, n, unread) {
+  app.govDetail = { group: log.id, channel: 'notices', seq: n.seq };
+  app.receipts = null;
+  scheduleGovDraw();
+  if (unread && !OFFICERS.has(log.info.role)) {
+    govPost(log.id, 'notice_read', { notice: n.seq }, `read-${n.seq}`).catch((err) => {
+      if (err.code !== 'conflict' && err.code !== 'duplicate') toast(errorText(err));
+    });
+  }
+  if (canManage(log.info.role)) {
+    try {
+      const r = await app.hub.request({ op: 'unread', group: log.id, notice: n.seq });
+      if (!app.receipts || app.receipts.notice !== n.seq) app.receipts = r.receipts;
+      scheduleGovDraw();
+    } catch (err) {
+      toast(errorText(err));
+    }
+  }
+}
+
+function onReceipts(rc) {
+  const d = app.govDetail;
+  if (!d || d.group !== rc.group || d.seq !== rc.notice) return;
+  app.receipts = rc;
+  scheduleGovDraw();
+}
+
+function openNoticeForm(log) {
+  const title = h('input', { id: 'sheet-title', maxlength: '200' });
+  const text = h('textarea', { id: 'sheet-text', rows: '5' });
+  const cat = h('select', { id: 'sheet-category' }, NOTICE_CATEGORIES.map((c) => h('option', { value: c }, t(`notice.cat.${c}`))));
+  const must = h('input', { id: 'sheet-must', type: 'checkbox' });
+  openSheet(t('notice.new'), opForm({
+    fields: [[t('notice.f.title'), title], [t('notice.f.text'), text], [t('notice.f.category'), cat], [t('notice.must_read'), must]],
+    submitText: t('gov.publish'),
+    build: () => {
+      if (!title.value.trim() || !text.value.trim()) return 'gov.required';
+      return { op: 'post', group: log.id, client_key: `notice-${myId()}-${Date.now()}`,
+        event: { kind: 'notice', body: { title: title.value.trim(), text: text.value.trim(), category: cat.value, must_read: must.checked } } };
+    },
+    onDone: () => toast(t('gov.posted')),
+  }));
+}
+
+// --- requests ----------------------------------------------------------------
+
+function requestState(log) {
+  const reqs = new Map();
+  for (const ev of log.sorted()) {
+    if (ev.kind === 'request') {
+      reqs.set(ev.seq, { ev, timeline: [], replied: false, resolved: false, overdue: false, escalated: null, rated: null });
+      continue;
+    }
+    if (ev.channel !== 'requests' || !ev.body) continue;
+    const r = reqs.get(ev.body.request);
+    if (!r) continue;
+    r.timeline.push(ev);
+    if (ev.kind === 'request_reply') r.replied = true;
+    else if (ev.kind === 'request_resolved') r.resolved = true;
+    else if (ev.kind === 'request_overdue') r.overdue = true;
+    else if (ev.kind === 'request_escalated') r.escalated = ev.body.to;
+    else if (ev.kind === 'request_rated') r.rated = ev.body;
+  }
+  return reqs;
+}
+
+function requestStatus(r) {
+  if (r.resolved) return 'resolved';
+  if (r.replied) return 'replied';
+  return 'waiting';
+}
+
+function clockText(r) {
+  if (r.replied || r.resolved) return '';
+  const left = r.ev.ts + FIRST_RESPONSE_MS - Date.now();
+  if (r.overdue || left <= 0) return t('request.overdue');
+  const hrs = Math.floor(left / 3600000);
+  const mins = Math.floor((left % 3600000) / 60000);
+  return t('request.left', { h: hrs, m: mins });
+}
+
+function requestItem(log, r) {
+  const st = requestStatus(r);
+  const overdue = !r.replied && !r.resolved && (r.overdue || r.ev.ts + FIRST_RESPONSE_MS < Date.now());
+  return h('li', {
+    class: `gov-item request${overdue ? ' overdue' : ''}`, dataset: { seq: r.ev.seq, status: st }, role: 'button', tabindex: '0',
+    onclick: () => { app.govDetail = { group: log.id, channel: 'requests', seq: r.ev.seq }; scheduleGovDraw(); },
+  },
+  h('div', { class: 'gov-line' },
+    h('span', { class: `badge st-${st}` }, t(`request.st.${st}`)),
+    h('strong', { class: 'gov-title' }, r.ev.body.category)),
+  h('p', { class: 'gov-text' }, snippet(r.ev.body.text, 60)),
+  h('p', { class: `muted clock${overdue ? ' late' : ''}` }, `${r.ev.author.name} · ${formatTime(r.ev.ts)} ${clockText(r)}`));
+}
+
+function drawRequests(main, log, detail) {
+  const reqs = requestState(log);
+  const role = log.info.role;
+  const staff = canManage(role);
+  if (detail != null) {
+    const r = reqs.get(detail);
+    main.append(backLink(t('gov.back')));
+    if (!r) return;
+    const st = requestStatus(r);
+    main.append(h('article', { class: 'card request-detail', id: 'request-detail', dataset: { seq: r.ev.seq, status: st } },
+      h('p', {}, h('span', { class: `badge st-${st}`, id: 'request-status' }, t(`request.st.${st}`)),
+        ' ', h('strong', {}, r.ev.body.category)),
+      h('p', { class: 'body-text' }, r.ev.body.text),
+      h('p', { class: 'muted' }, `${r.ev.author.name} · ${formatTime(r.ev.ts)}`),
+      h('p', { class: 'clock', id: 'request-clock' }, clockText(r))));
+    main.append(h('ol', { class: 'list timeline', id: 'request-timeline' }, r.timeline.map((ev) => h('li', { class: `tl ${ev.kind}` },
+      h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`),
+      h('p', {}, ev.kind === 'request_reply' ? ev.body.text
+        : ev.kind === 'request_rated' ? t('request.rated', { stars: ev.body.stars, comment: ev.body.comment || '' })
+          : ev.kind === 'request_escalated' ? t('request.escalated', { to: t(`request.to.${ev.body.to}`) })
+            : t(`request.ev.${ev.kind}`))))));
+    if (staff && !r.resolved && !OFFICERS.has(role)) {
+      const text = h('textarea', { id: 'reply-text', rows: '3', placeholder: t('request.reply.placeholder') });
+      main.append(h('div', { class: 'card actions' }, text,
+        h('button', { class: 'primary big', type: 'button', id: 'reply-send', onclick: async (e) => {
+          if (!text.value.trim()) return toast(t('gov.required'));
+          e.target.disabled = true;
+          try {
+            await govPost(log.id, 'request_reply', { request: r.ev.seq, text: text.value.trim() }, `reply-${myId()}-${Date.now()}`);
+            text.value = '';
+          } catch (err) { toast(errorText(err)); }
+          e.target.disabled = false;
+        } }, t('request.reply')),
+        h('button', { class: 'secondary big', type: 'button', id: 'resolve', onclick: async (e) => {
+          e.target.disabled = true;
+          try { await govPost(log.id, 'request_resolved', { request: r.ev.seq }, `resolve-${r.ev.seq}`); } catch (err) { toast(errorText(err)); }
+          e.target.disabled = false;
+        } }, t('request.resolve'))));
+    }
+    if (r.resolved && !r.rated && r.ev.author.id === myId()) {
+      const stars = h('select', { id: 'rate-stars' }, [5, 4, 3, 2, 1].map((n) => h('option', { value: String(n) }, t('request.stars', { n }))));
+      const comment = h('input', { id: 'rate-comment', maxlength: '200', placeholder: t('request.rate.comment') });
+      main.append(h('div', { class: 'card actions' }, h('h3', {}, t('request.rate')), stars, comment,
+        h('button', { class: 'primary big', type: 'button', id: 'rate-send', onclick: async (e) => {
+          e.target.disabled = true;
+          const body = { request: r.ev.seq, stars: Number(stars.value) };
+          if (comment.value.trim()) body.comment = comment.value.trim();
+          try { await govPost(log.id, 'request_rated', body, `rate-${r.ev.seq}`); } catch (err) { toast(errorText(err)); e.target.disabled = false; }
+        } }, t('request.rate.send'))));
+    }
+    return;
+  }
+  if (!OFFICERS.has(role)) {
+    main.append(h('button', { class: 'primary big', type: 'button', id: 'request-new', onclick: () => openRequestForm(log) }, t('request.new')));
+  }
+  let list = [...reqs.values()];
+  if (!staff) list = list.filter((r) => r.ev.author.id === myId());
+  // Open ones first, by deadline; then the resolved, newest first.
+  list.sort((a, b) => (a.resolved - b.resolved) || (a.resolved ? b.ev.seq - a.ev.seq : a.ev.ts - b.ev.ts));
+  main.append(h('h2', { class: 'gov-h' }, t(staff ? 'request.queue' : 'request.mine')));
+  if (!list.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('request.empty')));
+  main.append(h('ul', { class: 'list gov-list', id: 'request-list' }, list.map((r) => requestItem(log, r))));
+}
+
+function openRequestForm(log) {
+  const cat = h('select', { id: 'sheet-category' }, REQUEST_CATEGORIES.map((c) => h('option', { value: tables()['zh-CN'][`request.cat.${c}`] }, t(`request.cat.${c}`))));
+  const text = h('textarea', { id: 'sheet-text', rows: '5', maxlength: '2000' });
+  openSheet(t('request.new'), opForm({
+    fields: [[t('request.f.category'), cat], [t('request.f.text'), text]],
+    submitText: t('request.submit'),
+    build: () => {
+      if (!text.value.trim()) return 'gov.required';
+      return { op: 'post', group: log.id, client_key: `req-${myId()}-${Date.now()}`,
+        event: { kind: 'request', body: { category: cat.value, text: text.value.trim() } } };
+    },
+    onDone: (r) => { app.govDetail = { group: log.id, channel: 'requests', seq: r.seq }; scheduleGovDraw(); toast(t('gov.posted')); },
+  }));
+}

@@ -176,7 +176,7 @@ export class Hub extends EventTarget {
       this.dispatchEvent(new CustomEvent('event', { detail: frame }));
       return;
     }
-    if ((frame.type === 'membership' || frame.type === 'application') && frame.id == null) {
+    if ((frame.type === 'membership' || frame.type === 'application' || frame.type === 'receipts') && frame.id == null) {
       this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
       return;
     }

@@ -82,14 +82,15 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await page.click('#reply-cancel');
   await page.fill('#composer-input', '');
 
-  // The four channels that are not built yet say so plainly.
-  for (const channel of ['notices', 'requests', 'deliberation', 'exchange']) {
+  // The channels that are not built yet say so plainly.
+  for (const channel of ['deliberation', 'exchange']) {
     await page.click(`.tab[data-channel="${channel}"]`);
     await page.waitForSelector(`main.soon[data-channel="${channel}"]`);
     assert.match(await page.textContent('main.soon'), /即将上线/);
   }
   await page.click('.tab[data-channel="requests"]');
-  await shot(page, 'web-05-requests-soon');
+  await page.waitForSelector('main.gov[data-channel="requests"] #request-new');
+  await shot(page, 'web-05-requests');
   await page.click('.tab[data-channel="chat"]');
   await page.waitForSelector('main.chat #composer-input');
 
