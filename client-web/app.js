@@ -61,7 +61,7 @@ const app = {
 };
 
 // Governance channels (see the end of this file).
-const GOV_CHANNELS = new Set(['notices', 'requests']);
+const GOV_CHANNELS = new Set(['notices', 'requests', 'deliberation', 'exchange']);
 const NOTICE_CATEGORIES = ['announcement', 'affairs', 'party', 'election'];
 const REQUEST_CATEGORIES = ['env', 'garbage', 'parking', 'property', 'repair', 'danger', 'security', 'noise',
   'illegal_build', 'traffic', 'green', 'utilities', 'elderly', 'medical', 'jobs', 'neighbours', 'culture', 'other'];
@@ -1773,7 +1773,9 @@ function drawGovInto(main, log, channel) {
   main.textContent = '';
   if (!log.historyLoaded || log.more) main.append(h('p', { class: 'placeholder', id: 'gov-loading' }, t('groups.loading')));
   if (channel === 'notices') drawNotices(main, log, detail);
-  else drawRequests(main, log, detail);
+  else if (channel === 'requests') drawRequests(main, log, detail);
+  else if (channel === 'deliberation') drawTopics(main, log, detail);
+  else drawExchange(main, log);
   for (const [id, v] of Object.entries(kept)) {
     const el = main.querySelector(`#${id}`);
     if (!el) continue;
@@ -2018,5 +2020,173 @@ function openRequestForm(log) {
         event: { kind: 'request', body: { category: cat.value, text: text.value.trim() } } };
     },
     onDone: (r) => { app.govDetail = { group: log.id, channel: 'requests', seq: r.seq }; scheduleGovDraw(); toast(t('gov.posted')); },
+  }));
+}
+
+// --- deliberation ------------------------------------------------------------
+
+function topicState(log) {
+  const topics = new Map();
+  for (const ev of log.sorted()) {
+    if (ev.kind === 'topic') {
+      topics.set(ev.seq, { ev, comments: [], votes: [], myVote: null, closed: null, progress: [] });
+      continue;
+    }
+    if (ev.channel !== 'deliberation' || !ev.body || ev.body.topic == null) continue;
+    const tp = topics.get(ev.body.topic);
+    if (!tp) continue;
+    if (ev.kind === 'topic_comment') tp.comments.push(ev);
+    else if (ev.kind === 'vote') {
+      tp.votes.push(ev);
+      if (ev.author.id === myId()) tp.myVote = ev.body.choice;
+    } else if (ev.kind === 'topic_closed') tp.closed = ev.body;
+    else if (ev.kind === 'project_progress') tp.progress.push(ev);
+  }
+  return topics;
+}
+
+function actionButton(id, label, cls, run) {
+  return h('button', { class: `${cls} big`, type: 'button', id, onclick: async (e) => {
+    e.target.disabled = true;
+    try { await run(); } catch (err) { toast(errorText(err)); }
+    e.target.disabled = false;
+  } }, label);
+}
+
+function drawTopics(main, log, detail) {
+  const topics = topicState(log);
+  const role = log.info.role;
+  if (detail != null) {
+    const tp = topics.get(detail);
+    main.append(backLink(t('gov.back')));
+    if (!tp) return;
+    const open = !tp.closed;
+    main.append(h('article', { class: 'card topic-detail', id: 'topic-detail', dataset: { seq: tp.ev.seq, state: open ? 'open' : 'closed' } },
+      h('h2', {}, tp.ev.body.title),
+      h('p', { class: 'muted' }, `${tp.ev.author.name} · ${formatTime(tp.ev.ts)} · ${t(`topic.proposes.${tp.ev.body.proposes || 'convention'}`)}`),
+      h('p', { class: 'body-text' }, tp.ev.body.text),
+      h('p', { class: 'muted' }, open ? t('topic.until', { time: formatTime(tp.ev.body.vote_until) }) : '')));
+    if (tp.closed) {
+      main.append(h('section', { class: 'card', id: 'topic-result' },
+        h('h3', {}, t(`topic.outcome.${tp.closed.outcome}`)),
+        h('p', {}, t('topic.tally', { yes: tp.closed.yes, no: tp.closed.no, abstain: tp.closed.abstain }))));
+    } else if (tp.myVote) {
+      main.append(h('p', { class: 'card', id: 'my-vote' }, t('topic.voted', { choice: t(`topic.choice.${tp.myVote}`) })));
+    } else if (!OFFICERS.has(role)) {
+      main.append(h('div', { class: 'card vote-row', id: 'vote-row' }, ['yes', 'no', 'abstain'].map((c) => actionButton(`vote-${c}`, t(`topic.choice.${c}`),
+        c === 'yes' ? 'primary' : 'secondary', () => govPost(log.id, 'vote', { topic: tp.ev.seq, choice: c }, `vote-${tp.ev.seq}-${myId()}`)))));
+    }
+    if (open && isStaff(role)) {
+      main.append(actionButton('topic-close', t('topic.close'), 'secondary', () => govPost(log.id, 'topic_closed', { topic: tp.ev.seq }, `close-${tp.ev.seq}`)));
+    }
+    if (tp.closed && tp.closed.outcome === 'project') {
+      main.append(h('h3', { class: 'gov-h' }, t('topic.progress')));
+      main.append(h('ol', { class: 'timeline', id: 'progress-list' }, tp.progress.map((ev) => h('li', {},
+        h('p', {}, h('strong', {}, `${ev.body.percent}% · ${ev.body.status}`)),
+        ev.body.note ? h('p', {}, ev.body.note) : null,
+        h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`)))));
+      if (isStaff(role)) {
+        const status = h('input', { id: 'progress-status', maxlength: '50', placeholder: t('topic.progress.status') });
+        const percent = h('input', { id: 'progress-percent', type: 'number', min: '0', max: '100', placeholder: '%' });
+        const note = h('input', { id: 'progress-note', maxlength: '500', placeholder: t('topic.progress.note') });
+        main.append(h('div', { class: 'card actions' }, status, percent, note,
+          actionButton('progress-send', t('topic.progress.send'), 'primary', async () => {
+            const pct = Number(percent.value);
+            if (!status.value.trim() || !(pct >= 0 && pct <= 100) || percent.value === '') return toast(t('gov.required'));
+            await govPost(log.id, 'project_progress', { topic: tp.ev.seq, status: status.value.trim(), percent: Math.round(pct), note: note.value.trim() }, `prog-${myId()}-${Date.now()}`);
+            status.value = ''; percent.value = ''; note.value = '';
+          })));
+      }
+    }
+    main.append(h('h3', { class: 'gov-h' }, t('topic.comments', { n: tp.comments.length })));
+    main.append(h('ol', { class: 'timeline', id: 'comment-list' }, tp.comments.map((ev) => h('li', {},
+      h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`), h('p', {}, ev.body.text)))));
+    if (!OFFICERS.has(role)) {
+      const text = h('textarea', { id: 'comment-text', rows: '2', placeholder: t('topic.comment.placeholder') });
+      main.append(h('div', { class: 'card actions' }, text, actionButton('comment-send', t('topic.comment.send'), 'primary', async () => {
+        if (!text.value.trim()) return toast(t('gov.required'));
+        await govPost(log.id, 'topic_comment', { topic: tp.ev.seq, text: text.value.trim() }, `cmt-${myId()}-${Date.now()}`);
+        text.value = '';
+      })));
+    }
+    return;
+  }
+  if (!OFFICERS.has(role)) {
+    main.append(h('button', { class: 'primary big', type: 'button', id: 'topic-new', onclick: () => openTopicForm(log) }, t('topic.new')));
+  }
+  const list = [...topics.values()].sort((a, b) => (!!a.closed - !!b.closed) || (b.ev.seq - a.ev.seq));
+  if (!list.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('topic.empty')));
+  main.append(h('ul', { class: 'gov-list', id: 'topic-list' }, list.map((tp) => h('li', {
+    class: 'gov-item topic', dataset: { seq: tp.ev.seq }, role: 'button', tabindex: '0',
+    onclick: () => { app.govDetail = { group: log.id, channel: 'deliberation', seq: tp.ev.seq }; scheduleGovDraw(); },
+  },
+  h('div', { class: 'gov-line' },
+    h('span', { class: 'badge' }, tp.closed ? t(`topic.outcome.${tp.closed.outcome}`) : t('topic.voting')),
+    h('strong', { class: 'gov-title' }, tp.ev.body.title)),
+  h('p', { class: 'muted' }, tp.closed ? t('topic.tally', { yes: tp.closed.yes, no: tp.closed.no, abstain: tp.closed.abstain })
+    : t('topic.until', { time: formatTime(tp.ev.body.vote_until) }))))));
+}
+
+function openTopicForm(log) {
+  const title = h('input', { id: 'sheet-title', maxlength: '200' });
+  const text = h('textarea', { id: 'sheet-text', rows: '5' });
+  const days = h('select', { id: 'sheet-days' }, [3, 7, 14].map((n) => h('option', { value: String(n) }, t('topic.days', { n }))));
+  const proposes = h('select', { id: 'sheet-proposes' }, ['convention', 'project'].map((c) => h('option', { value: c }, t(`topic.proposes.${c}`))));
+  openSheet(t('topic.new'), opForm({
+    fields: [[t('notice.f.title'), title], [t('notice.f.text'), text], [t('topic.f.days'), days], [t('topic.f.proposes'), proposes]],
+    submitText: t('gov.publish'),
+    build: () => {
+      if (!title.value.trim() || !text.value.trim()) return 'gov.required';
+      return { op: 'post', group: log.id, client_key: `topic-${myId()}-${Date.now()}`, event: { kind: 'topic', body: {
+        title: title.value.trim(), text: text.value.trim(), vote_until: Date.now() + Number(days.value) * 86400000, proposes: proposes.value } } };
+    },
+    onDone: (r) => { app.govDetail = { group: log.id, channel: 'deliberation', seq: r.seq }; scheduleGovDraw(); },
+  }));
+}
+
+// --- exchange ----------------------------------------------------------------
+
+function drawExchange(main, log) {
+  const items = new Map();
+  for (const ev of log.sorted()) {
+    if (ev.kind === 'item') items.set(ev.seq, { ev, claimed: null, handed: false });
+    else if (ev.kind === 'item_claimed' && items.has(ev.body.item)) items.get(ev.body.item).claimed = ev.author;
+    else if (ev.kind === 'item_handed_over' && items.has(ev.body.item)) items.get(ev.body.item).handed = true;
+  }
+  const role = log.info.role;
+  if (!OFFICERS.has(role)) {
+    main.append(h('button', { class: 'primary big', type: 'button', id: 'item-new', onclick: () => openItemForm(log) }, t('item.new')));
+  }
+  const list = [...items.values()].sort((a, b) => (a.handed - b.handed) || (b.ev.seq - a.ev.seq));
+  if (!list.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('item.empty')));
+  main.append(h('ul', { class: 'gov-list', id: 'item-list' }, list.map((it) => {
+    const mine = it.ev.author.id === myId();
+    const st = it.handed ? 'handed' : it.claimed ? 'claimed' : 'open';
+    return h('li', { class: 'gov-item item', dataset: { seq: it.ev.seq, status: st } },
+      h('div', { class: 'gov-line' },
+        h('span', { class: 'badge' }, t(`item.mode.${it.ev.body.mode}`)),
+        h('strong', { class: 'gov-title' }, it.ev.body.title)),
+      h('p', {}, it.ev.body.text),
+      h('p', { class: 'muted' }, `${it.ev.author.name} · ${formatTime(it.ev.ts)} · ${it.claimed ? t(`item.st.${st}`, { name: it.claimed.name }) : t('item.st.open')}`),
+      !mine && !it.claimed && !OFFICERS.has(role) ? actionButton(`claim-${it.ev.seq}`, t('item.claim'), 'secondary',
+        () => govPost(log.id, 'item_claimed', { item: it.ev.seq }, `claim-${it.ev.seq}`)) : null,
+      mine && it.claimed && !it.handed ? actionButton(`hand-${it.ev.seq}`, t('item.hand_over'), 'primary',
+        () => govPost(log.id, 'item_handed_over', { item: it.ev.seq }, `hand-${it.ev.seq}`)) : null);
+  })));
+}
+
+function openItemForm(log) {
+  const mode = h('select', { id: 'sheet-mode' }, ['offer', 'want'].map((m) => h('option', { value: m }, t(`item.mode.${m}`))));
+  const title = h('input', { id: 'sheet-title', maxlength: '200' });
+  const text = h('textarea', { id: 'sheet-text', rows: '4' });
+  openSheet(t('item.new'), opForm({
+    fields: [[t('item.f.mode'), mode], [t('notice.f.title'), title], [t('notice.f.text'), text]],
+    submitText: t('gov.publish'),
+    build: () => {
+      if (!title.value.trim() || !text.value.trim()) return 'gov.required';
+      return { op: 'post', group: log.id, client_key: `item-${myId()}-${Date.now()}`,
+        event: { kind: 'item', body: { mode: mode.value, title: title.value.trim(), text: text.value.trim() } } };
+    },
+    onDone: () => toast(t('gov.posted')),
   }));
 }

@@ -82,11 +82,10 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await page.click('#reply-cancel');
   await page.fill('#composer-input', '');
 
-  // The channels that are not built yet say so plainly.
-  for (const channel of ['deliberation', 'exchange']) {
+  // Every channel opens its own view.
+  for (const channel of ['notices', 'deliberation', 'exchange']) {
     await page.click(`.tab[data-channel="${channel}"]`);
-    await page.waitForSelector(`main.soon[data-channel="${channel}"]`);
-    assert.match(await page.textContent('main.soon'), /即将上线/);
+    await page.waitForSelector(`main.gov[data-channel="${channel}"]`);
   }
   await page.click('.tab[data-channel="requests"]');
   await page.waitForSelector('main.gov[data-channel="requests"] #request-new');
