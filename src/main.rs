@@ -8,6 +8,9 @@ use villagehub::config::ServeArgs;
 use villagehub::seed::BenchSeedArgs;
 use villagehub::server::{serve, shutdown_signal, Node};
 
+/// How long a command waits to catch up with Redis (cluster mode).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Parser)]
 #[command(
     name = "villagehub",
@@ -110,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             }
             Some(Command::BenchSeed { serve, seed }) => {
                 let node = Node::open(serve.resolve()?)?;
+                anyhow::ensure!(node.wait_live(CATCH_UP).await, "not caught up with Redis; is it running?");
                 let result = villagehub::seed::seed(&node.hub, &seed).await;
                 node.close().await;
                 result?;
@@ -123,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             }
             Some(Command::Admin { serve, command }) => {
                 let node = Node::open(serve.resolve()?)?;
+                anyhow::ensure!(node.wait_live(CATCH_UP).await, "not caught up with Redis; is it running?");
                 let result = villagehub::admin::run(&node.hub, command).await;
                 node.close().await;
                 print!("{}", result?);
@@ -157,7 +162,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let demo = config.demo;
     let node = Node::open(config)?;
-    if !node.wait_live(std::time::Duration::from_secs(10)).await {
+    if !node.wait_live(CATCH_UP).await {
         tracing::warn!("not caught up with Redis yet; serving from the local store meanwhile");
     }
     if demo {
