@@ -463,6 +463,7 @@ function onEvent(ev) {
   if (!addEvent(log, ev)) return; // (group, seq) already shown: a resume or history overlap
   if (ev.channel !== 'chat' || ev.kind === 'like' || ev.kind === 'unlike') {
     if (govOpen(log.id)) scheduleGovDraw(log.id);
+    if ((ev.kind === 'like' || ev.kind === 'unlike') && ev.body) wantLikes(log, ev.body.target, true);
     if (!inChat(ev)) { checkGap(log); return; }
   }
   if (isOpen(log.id)) {
@@ -999,7 +1000,9 @@ function messageEl(log, ev) {
     h('time', { datetime: new Date(ev.ts).toISOString() }, formatTime(ev.ts)),
     more),
   ev.body && ev.body.reply_to != null ? quoteEl(log, ev.body.reply_to) : null,
-  content);
+  content,
+  ev.kind === 'message' ? likeButton(log, ev.seq) : null);
+  if (ev.kind === 'message') wantLikes(log, ev.seq);
   const pick = () => setReply(log, ev.seq);
   li.addEventListener('click', pick);
   li.addEventListener('keydown', (e) => {
@@ -2189,4 +2192,73 @@ function openItemForm(log) {
     },
     onDone: () => toast(t('gov.posted')),
   }));
+}
+
+// --- likes on chat messages --------------------------------------------------
+
+/** group → Map(seq → {count, mine}). */
+const likeCounts = new Map();
+/** group → Set(seq) to ask the server about. */
+const likeWanted = new Map();
+let likeTimer = null;
+
+function likeOf(groupId, seq) {
+  const m = likeCounts.get(groupId);
+  return (m && m.get(seq)) || { count: 0, mine: false };
+}
+
+function likeButton(log, seq) {
+  const l = likeOf(log.id, seq);
+  return h('button', {
+    class: 'like', type: 'button', dataset: { target: String(seq) }, 'aria-pressed': l.mine ? 'true' : 'false',
+    onclick: async (e) => {
+      e.stopPropagation();
+      const cur = likeOf(log.id, seq);
+      const kind = cur.mine ? 'unlike' : 'like';
+      e.currentTarget.disabled = true;
+      const btn = e.currentTarget;
+      try {
+        await govPost(log.id, kind, { target: seq });
+      } catch (err) {
+        if (err.code !== 'conflict') toast(errorText(err));
+      }
+      btn.disabled = false;
+      wantLikes(log, seq, true);
+    },
+  }, t('like', { n: l.count }));
+}
+
+/** Asks for the counts of seq (batched); `force` asks again for a known one. */
+function wantLikes(log, seq, force) {
+  const known = likeCounts.get(log.id);
+  if (!force && known && known.has(seq)) return;
+  if (!likeWanted.has(log.id)) likeWanted.set(log.id, new Set());
+  likeWanted.get(log.id).add(seq);
+  if (!likeTimer) likeTimer = setTimeout(fetchLikes, 50);
+}
+
+async function fetchLikes() {
+  likeTimer = null;
+  const batches = [...likeWanted.entries()];
+  likeWanted.clear();
+  for (const [group, set] of batches) {
+    if (!app.hub || !app.hub.connected) continue;
+    const targets = [...set];
+    for (let i = 0; i < targets.length; i += 100) {
+      try {
+        const r = await app.hub.request({ op: 'likes', group, targets: targets.slice(i, i + 100) });
+        if (!likeCounts.has(group)) likeCounts.set(group, new Map());
+        const m = likeCounts.get(group);
+        for (const c of r.counts || []) {
+          m.set(c.target, { count: c.count, mine: !!c.mine });
+          for (const b of document.querySelectorAll(`#msglist .msg[data-group="${group}"] .like[data-target="${c.target}"]`)) {
+            b.textContent = t('like', { n: c.count });
+            b.setAttribute('aria-pressed', c.mine ? 'true' : 'false');
+          }
+        }
+      } catch (err) {
+        if (err.code !== 'disconnected') toast(errorText(err));
+      }
+    }
+  }
 }

@@ -103,3 +103,25 @@ test('exchange: an offer is claimed by a neighbour and handed over', async () =>
   await shot(b, 'web-14-exchange');
   for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
 });
+
+test('likes on a chat message: counts and my like, live for a neighbour; undo', async () => {
+  const a = (await phone(demoPhone(1, 3))).page;
+  const b = (await phone(demoPhone(1, 4))).page;
+  const text = `明天一起打扫村口 #${Date.now()}`;
+  await a.fill('#composer-input', text);
+  await a.click('#send');
+  const onB = b.locator('#msglist .msg', { hasText: text }).locator('.like');
+  await onB.waitFor({ timeout: 15_000 });
+  assert.equal(await onB.textContent(), '赞 0');
+  await onB.click();
+  await b.waitForFunction((tx) => [...document.querySelectorAll('#msglist .msg')].find((m) => m.textContent.includes(tx))
+    ?.querySelector('.like[aria-pressed="true"]'), text, { timeout: 15_000 });
+  const onA = a.locator('#msglist .msg', { hasText: text }).locator('.like');
+  await a.waitForFunction((tx) => [...document.querySelectorAll('#msglist .msg')].find((m) => m.textContent.includes(tx))
+    ?.querySelector('.like')?.textContent === '赞 1', text, { timeout: 15_000 });
+  assert.equal(await onA.getAttribute('aria-pressed'), 'false');
+  await onB.click();
+  await a.waitForFunction((tx) => [...document.querySelectorAll('#msglist .msg')].find((m) => m.textContent.includes(tx))
+    ?.querySelector('.like')?.textContent === '赞 0', text, { timeout: 15_000 });
+  for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
+});
