@@ -2262,3 +2262,9 @@ async function fetchLikes() {
     }
   }
 }
+
+// The 15-hour clock of open requests counts down while the tab is open.
+setInterval(() => {
+  const r = route();
+  if (r.name === 'group' && r.channel === 'requests' && $('#gov')) scheduleGovDraw();
+}, 30_000);
