@@ -77,9 +77,14 @@ impl Fanout {
         &self.shards[(group as usize) % SHARDS]
     }
 
-    /// Sets the head of a group at start-up (from the store).
+    /// Raises the head of a group: at start-up from the store, and by the
+    /// log writer at each commit, before it acks — so a client that got
+    /// `sent` for seq S finds S within the head (reply_to, hide) even if
+    /// the fan-out task has not published it yet.
     pub fn set_head(&self, group: Id, head: Seq) {
-        self.shard(group).lock().unwrap().entry(group).or_default().head = head;
+        let mut shard = self.shard(group).lock().unwrap();
+        let entry = shard.entry(group).or_default();
+        entry.head = entry.head.max(head);
     }
 
     pub fn head(&self, group: Id) -> Seq {

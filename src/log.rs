@@ -462,6 +462,9 @@ impl Writer {
                 // The fan-out itself runs on a runtime thread (see
                 // `run_fanout`); the channel keeps commit order.
                 if !fx.deliveries.is_empty() {
+                    for delivery in &fx.deliveries {
+                        state.fanout.set_head(delivery.group, delivery.seq);
+                    }
                     let _ = state.fanout_tx.send(fx.deliveries);
                 }
                 if !fx.refused.is_empty() {
