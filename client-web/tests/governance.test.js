@@ -5,41 +5,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  startServer, launchPhone, login, waitForChat, demoPhone, tempDir, rmDir, ensureArtifacts,
-} from './helpers.js';
+import { demoPhone, phoneSuite } from './helpers.js';
 
-let server;
-let dataDir;
-let dir;
-const phones = [];
-
-before(async () => {
-  dir = ensureArtifacts();
-  dataDir = tempDir('vh-web-gov-');
-  server = await startServer({ dataDir });
-});
-
-after(async () => {
-  for (const p of phones) await p.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-});
-
-async function phone(who) {
-  const p = await launchPhone();
-  phones.push(p);
-  await login(p.page, server.url, who);
-  await waitForChat(p.page);
-  return p;
-}
-
-async function shot(page, name) {
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the screen`);
-  await page.screenshot({ path: path.join(dir, `${name}.png`) });
-}
+const { phone, shot } = phoneSuite({ before, after, prefix: 'vh-web-gov-' });
 
 test('a resident files a request; the cadre answers and resolves it; the resident sees it live and rates it', async () => {
   const resident = await phone(demoPhone(1, 3));

@@ -259,3 +259,45 @@ export async function watchDoubles(context) {
 export async function doubles(page) {
   return page.evaluate(() => [...new Set(window.__vhDoubles || [])]);
 }
+
+/**
+ * One server for a test file, and phones logged in on it: registers the
+ * node:test `before`/`after` hooks (pass them in) and returns
+ * `{ phone(who), shot(page, name), phones, server() }` (`phones`: every
+ * phone opened so far, e.g. to check none had page errors). `shot` fails the test if the
+ * page scrolls sideways at phone width, then saves a screenshot.
+ */
+export function phoneSuite({ before, after, prefix }) {
+  let server;
+  let dataDir;
+  let dir;
+  const phones = [];
+  before(async () => {
+    dir = ensureArtifacts();
+    dataDir = tempDir(prefix);
+    server = await startServer({ dataDir });
+  });
+  after(async () => {
+    for (const p of phones) await p.close();
+    if (server) await server.stop();
+    rmDir(dataDir);
+  });
+  return {
+    phones,
+    server: () => server,
+    async phone(who) {
+      const p = await launchPhone();
+      phones.push(p);
+      await login(p.page, server.url, who);
+      await waitForChat(p.page);
+      return p;
+    },
+    async shot(page, name) {
+      const overflow = await page.evaluate(
+        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      );
+      if (overflow > 0) throw new Error(`${name}: the page is ${overflow}px wider than the screen`);
+      await page.screenshot({ path: path.join(dir, `${name}.png`) });
+    },
+  };
+}
