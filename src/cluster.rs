@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::ConnectionManager;
 
-use crate::directory::{Directory, DirectoryChange};
+use crate::directory::Directory;
 use crate::log::{Append, Appended, Applied, Committed, FrameParts, Log, LogError};
 use crate::store::{Store, DIRECTORY_LOG};
 use protocol::{Id, Seq};
@@ -541,11 +541,6 @@ fn parse_message(payload: &[u8]) -> Option<Committed> {
         kind,
         frame,
     })
-}
-
-/// The change a directory event carries (for tests and tools).
-pub fn directory_change(event: &Committed) -> Option<DirectoryChange> {
-    serde_json::from_str(&event.frame).ok()
 }
 
 #[cfg(test)]
