@@ -5,11 +5,14 @@
 #
 # Builds the release binaries, installs the ws@8 peer (npm ci) if needed,
 # then `villagehub-bench run SCENARIO FLAGS…`, which seeds a scratch data
-# dir, starts villagehub (and the peer, side by side), runs the generator,
-# stops everything and appends the results to bench/RESULTS.md.
+# dir, starts villagehub (and the peer, side by side; for `cluster`, a
+# redis-server and 3 nodes), runs the generator, stops everything and
+# appends the results to bench/RESULTS.md. Honours CARGO_TARGET_DIR.
 # Flags are those of `villagehub-bench run --help`, e.g.
 #   bench/run.sh fanout --groups 20 --members 250 --rate 5 --duration 20
 #   bench/run.sh idle --target ours
+#   bench/run.sh cluster --groups 20 --members 250 --rate 20
+#   bench/run.sh smoke --cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,18 +28,24 @@ fi
 # ask for the machine's limit (20,000 here) in case the shell has less.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-bench=target/release/villagehub-bench
+release="${CARGO_TARGET_DIR:-target}/release"
+bench="$release/villagehub-bench"
+server=(--server-bin "$release/villagehub")
+for a in "$@"; do
+  # The caller's own server (binary or running one) wins.
+  case "$a" in --server-bin | --server-bin=* | --server-url | --server-url=*) server=() ;; esac
+done
 args="$(printf ' %q' "$@")"
 case "$scenario" in
   smoke)
-    exec "$bench" smoke --server-bin target/release/villagehub "$@"
+    exec "$bench" smoke "${server[@]}" "$@"
     ;;
   all)
-    for s in fanout broadcast reconnect ingest idle; do
-      BENCH_COMMAND="bench/run.sh $s$args" "$bench" run "$s" "$@"
+    for s in fanout broadcast reconnect ingest idle cluster; do
+      BENCH_COMMAND="bench/run.sh $s$args" "$bench" run "$s" "${server[@]}" "$@"
     done
     ;;
   *)
-    BENCH_COMMAND="bench/run.sh $scenario$args" exec "$bench" run "$scenario" "$@"
+    BENCH_COMMAND="bench/run.sh $scenario$args" exec "$bench" run "$scenario" "${server[@]}" "$@"
     ;;
 esac

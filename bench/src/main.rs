@@ -27,6 +27,10 @@ enum Cmd {
         /// The villagehub binary to seed and start.
         #[arg(long, default_value_t = format!("{MANIFEST_DIR}/../target/debug/villagehub"))]
         server_bin: String,
+        /// The cluster check instead: redis-server and 3 nodes, 2 groups ×
+        /// 6 members spread over them, 2 s.
+        #[arg(long)]
+        cluster: bool,
     },
     /// One generator process (internal: started by `run`).
     #[command(hide = true)]
@@ -43,7 +47,7 @@ enum Targets {
 #[derive(clap::Args)]
 struct RunArgs {
     /// fanout (a), broadcast (b), reconnect (c), ingest (d), idle (RSS per
-    /// connection), cluster (e, not yet available).
+    /// connection), cluster (e: Redis + 3 nodes, members spread over them).
     scenario: Scenario,
     /// Which servers to drive; default: both where the peer applies.
     #[arg(long)]
@@ -101,6 +105,16 @@ struct RunArgs {
     /// Run the workers as threads of this process.
     #[arg(long)]
     in_process: bool,
+    /// Cluster: villagehub nodes on the one Redis.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Cluster: Redis `appendfsync` (`always`: the durability docs/DEPLOYMENT.md
+    /// asks for; `everysec`: faster, loses up to a second on a machine crash).
+    #[arg(long, default_value = "always", value_parser = ["always", "everysec", "no"])]
+    redis_appendfsync: String,
+    /// Cluster: the redis-server binary.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: String,
     #[arg(long)]
     quiet: bool,
     /// Before each target wait up to this many seconds for other processes
@@ -176,6 +190,8 @@ impl RunArgs {
         c.drain_timeout_ms = self.drain_timeout.map(secs).unwrap_or(c.drain_timeout_ms);
         c.settle_ms = self.settle.map(secs).unwrap_or(c.settle_ms);
         c.in_process = self.in_process;
+        c.nodes = self.nodes.max(1);
+        c.redis_appendfsync = self.redis_appendfsync.clone();
         c.quiet = self.quiet;
         c.wait_idle_ms = secs(self.wait_idle);
         c
@@ -193,6 +209,7 @@ impl RunArgs {
             peer_pid: self.peer_pid,
             logins: self.logins,
             keep_data: self.keep_data,
+            redis_server: Some(self.redis_server.clone()),
         }
     }
 }
@@ -201,9 +218,17 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Worker => villagehub_bench::worker::process_main(),
-        Cmd::Smoke { server_bin } => {
+        Cmd::Smoke { server_bin, cluster } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            match rt.block_on(villagehub_bench::smoke(&PathBuf::from(&server_bin))) {
+            let bin = PathBuf::from(&server_bin);
+            let run = async {
+                if cluster {
+                    villagehub_bench::cluster_smoke(&bin).await
+                } else {
+                    villagehub_bench::smoke(&bin).await
+                }
+            };
+            match rt.block_on(run) {
                 Ok(r) => {
                     println!("{}", serde_json::to_string(&r)?);
                     eprintln!("smoke ok: {}", coord::summary_line(&r));

@@ -60,6 +60,11 @@ pub struct ConnPlan {
     /// ephemeral ports or exceeds the server's per-address connection limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<Ipv4Addr>,
+    /// The node this member connects to (`ws://HOST:PORT/ws`) when it is
+    /// not the worker's `url`: in the cluster scenario members are spread
+    /// over the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Subscribe to `group` and check every event it pushes.
     pub subscribe: bool,
     /// Post to `group` on a schedule.

@@ -1,7 +1,7 @@
 //! Results as JSON lines (stdout) and as a Markdown section appended to
 //! `bench/RESULTS.md`, with the command, the commit and the machine.
 
-use crate::coord::{Outcome, RunConfig, Scenario, TargetResult};
+use crate::coord::{Outcome, RunConfig, Scenario, TargetResult, CLUSTER_TARGET_US_PER_OP};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -48,6 +48,9 @@ pub fn print_json(cfg: &RunConfig, out: &Outcome, command: &str) -> Result<()> {
         v["machine"] = machine.clone().into();
         v["command"] = command.into();
         v["seed_s"] = out.seed_s.into();
+        if r.nodes_plus_redis_us_per_op.is_some() {
+            v["target_nodes_plus_redis_us_per_op"] = CLUSTER_TARGET_US_PER_OP.into();
+        }
         writeln!(stdout, "{}", serde_json::to_string(&v)?)?;
     }
     if let Some(ratio) = ratio(out) {
@@ -116,6 +119,7 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
         ));
     }
     for r in &out.results {
+        s.push_str(&cluster_table(r));
         s.push_str(&extra_lines(r));
     }
     if let Some(ratio) = ratio(out) {
@@ -130,11 +134,91 @@ pub fn markdown(cfg: &RunConfig, out: &Outcome, command: &str) -> String {
 /// The "posts/s per group" cell: only fan-out and reconnect post at a rate.
 fn rate_cell(cfg: &RunConfig, r: &TargetResult) -> String {
     match cfg.scenario {
-        Scenario::Fanout | Scenario::Reconnect => format!("{}", r.rate_per_group),
+        Scenario::Fanout | Scenario::Reconnect | Scenario::Cluster => format!("{}", r.rate_per_group),
         Scenario::Broadcast => format!("1 per {} ms, all at once", cfg.interval_ms),
         Scenario::Ingest => format!("window {} per sender", cfg.window),
         _ => "—".into(),
     }
+}
+
+/// Cluster runs: CPU per delivery of each node and of Redis, and their
+/// total against the target.
+fn cluster_table(r: &TargetResult) -> String {
+    let Some(total) = r.nodes_plus_redis_us_per_op else {
+        return String::new();
+    };
+    let mut s = format!(
+        "\n{}: CPU per delivery by process over the window ({} deliveries in {:.1} s):\n\n",
+        r.target, r.delivered, r.window_s
+    );
+    s.push_str("| process | conns | does | user µs | sys µs | µs per delivery | CPU % | run-queue wait % | RSS KiB connected |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for n in &r.nodes {
+        s.push_str(&format!(
+            "| node {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {} |\n",
+            n.node,
+            n.conns,
+            if n.sends {
+                "sends (sequencing step of every post), applies, fans out"
+            } else {
+                "applies, fans out"
+            },
+            n.cpu.user_us_per_op,
+            n.cpu.sys_us_per_op,
+            n.cpu.us_per_op(),
+            n.cpu.cpu_pct,
+            n.cpu.run_delay_pct,
+            n.rss_connected_kib,
+        ));
+    }
+    if let Some(redis) = &r.redis {
+        s.push_str(&format!(
+            "| Redis | — | Lua step, XADD, PUBLISH to every node | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | — |\n",
+            redis.user_us_per_op,
+            redis.sys_us_per_op,
+            redis.us_per_op(),
+            redis.cpu_pct,
+            redis.run_delay_pct,
+        ));
+        s.push_str(&format!(
+            "| **nodes + Redis** | {} | | {:.2} | {:.2} | **{total:.2}** | {:.0} | | |\n",
+            r.conns,
+            r.server_user_us_per_op + redis.user_us_per_op,
+            r.server_sys_us_per_op + redis.sys_us_per_op,
+            r.server_cpu_pct + redis.cpu_pct,
+        ));
+    }
+    s.push_str(&format!(
+        "\nNodes + Redis: **{total:.2} µs per delivery** (target ≤ {CLUSTER_TARGET_US_PER_OP}: {}).\n",
+        if total <= CLUSTER_TARGET_US_PER_OP { "met" } else { "missed" }
+    ));
+    for n in &r.nodes {
+        s.push_str(&metrics_line(&format!("{} node {}", r.target, n.node), &n.metrics, r.window_s));
+    }
+    s
+}
+
+/// One line from the change of a villagehub's `/metrics` counters.
+fn metrics_line(label: &str, m: &std::collections::BTreeMap<String, f64>, window_s: f64) -> String {
+    // Older servers export commit_batches_total, newer ones a commit-time
+    // histogram whose count is the number of batches.
+    let batches =
+        m.get("villagehub_commit_batches_total").or_else(|| m.get("villagehub_commit_seconds_count"));
+    let (Some(events), Some(batches)) = (m.get("villagehub_events_committed_total"), batches) else {
+        return String::new();
+    };
+    if *batches <= 0.0 {
+        return String::new();
+    }
+    let commit_s = m.get("villagehub_commit_seconds_sum").copied().unwrap_or(0.0);
+    format!(
+        "\n{label}: server /metrics over the window — {events:.0} events committed in {batches:.0} batches ({:.1} events/batch, {:.2} ms per commit, commit thread busy {:.0} % of the window); {:.0} deliveries; {:.0} outbox overflows.\n",
+        events / batches,
+        commit_s * 1000.0 / batches,
+        commit_s / window_s.max(1e-9) * 100.0,
+        m.get("villagehub_deliveries_total").copied().unwrap_or(0.0),
+        m.get("villagehub_outbox_overflows_total").copied().unwrap_or(0.0),
+    )
 }
 
 fn extra_lines(r: &TargetResult) -> String {
@@ -189,25 +273,7 @@ fn extra_lines(r: &TargetResult) -> String {
             v[v.len() - 1]
         ));
     }
-    let m = &r.server_metrics;
-    // Older servers export commit_batches_total, newer ones a commit-time
-    // histogram whose count is the number of batches.
-    let batches =
-        m.get("villagehub_commit_batches_total").or_else(|| m.get("villagehub_commit_seconds_count"));
-    if let (Some(events), Some(batches)) = (m.get("villagehub_events_committed_total"), batches) {
-        if *batches > 0.0 {
-            let commit_s = m.get("villagehub_commit_seconds_sum").copied().unwrap_or(0.0);
-            s.push_str(&format!(
-                "\n{}: server /metrics over the window — {events:.0} events committed in {batches:.0} batches ({:.1} events/batch, {:.2} ms per commit, commit thread busy {:.0} % of the window); {:.0} deliveries; {:.0} outbox overflows.\n",
-                r.target,
-                events / batches,
-                commit_s * 1000.0 / batches,
-                commit_s / r.window_s.max(1e-9) * 100.0,
-                m.get("villagehub_deliveries_total").copied().unwrap_or(0.0),
-                m.get("villagehub_outbox_overflows_total").copied().unwrap_or(0.0),
-            ));
-        }
-    }
+    s.push_str(&metrics_line(&r.target, &r.server_metrics, r.window_s));
     let problems = r.problems();
     if !problems.is_empty() {
         s.push_str(&format!("\n{} problems: {}.\n", r.target, problems.join("; ")));

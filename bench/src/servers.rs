@@ -61,20 +61,24 @@ impl Server {
 
     /// SIGTERM, then SIGKILL after 5 s; only for a process we started.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.child.take() {
+            stop_child(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
+
+/// SIGTERM `child` (by its own pid), then SIGKILL after 5 s.
+fn stop_child(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Server {
@@ -83,13 +87,40 @@ impl Drop for Server {
     }
 }
 
-/// `villagehub bench-seed`: G groups × M members, tokens to `tokens`.
-pub fn seed(bin: &Path, data_dir: &Path, groups: usize, members: usize) -> Result<PathBuf> {
+/// What every node of a bench cluster shares: the Redis it sequences with
+/// and the key that signs tokens (so a token issued by the seeding node is
+/// accepted by every node).
+#[derive(Debug, Clone)]
+pub struct ClusterLink {
+    pub redis_url: String,
+    pub token_key: String,
+}
+
+impl ClusterLink {
+    /// `--redis URL` on the command line, the key in the environment (where
+    /// villagehub prefers it: not visible in `ps`).
+    fn apply(&self, cmd: &mut Command) {
+        cmd.arg("--redis").arg(&self.redis_url).env("VILLAGEHUB_TOKEN_KEY", &self.token_key);
+    }
+}
+
+/// `villagehub bench-seed`: G groups × M members, tokens to `tokens`. With
+/// `cluster` the directory changes are sequenced in Redis, so every node of
+/// the cluster learns the members from there.
+pub fn seed(
+    bin: &Path,
+    data_dir: &Path,
+    groups: usize,
+    members: usize,
+    cluster: Option<&ClusterLink>,
+) -> Result<PathBuf> {
     let tokens = data_dir.join("tokens.jsonl");
-    let out = Command::new(bin)
-        .arg("bench-seed")
-        .arg("--data-dir")
-        .arg(data_dir)
+    let mut cmd = Command::new(bin);
+    cmd.arg("bench-seed").arg("--data-dir").arg(data_dir);
+    if let Some(link) = cluster {
+        link.apply(&mut cmd);
+    }
+    let out = cmd
         .arg("--groups")
         .arg(groups.to_string())
         .arg("--members")
@@ -110,18 +141,22 @@ pub fn seed(bin: &Path, data_dir: &Path, groups: usize, members: usize) -> Resul
     Ok(tokens)
 }
 
-/// Start villagehub on `data_dir` and wait for its "listening on" line.
-pub fn start_ours(bin: &Path, data_dir: &Path, extra: &[String]) -> Result<Server> {
+/// Start villagehub on `data_dir` (a node of `cluster`, if given) and wait
+/// for its "listening on" line.
+pub fn start_ours(
+    bin: &Path,
+    data_dir: &Path,
+    extra: &[String],
+    cluster: Option<&ClusterLink>,
+) -> Result<Server> {
+    std::fs::create_dir_all(data_dir)?;
     let log = std::fs::File::create(data_dir.join("server.log"))?;
     let mut cmd = Command::new(bin);
-    cmd.arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
+    cmd.arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir);
+    if let Some(link) = cluster {
+        link.apply(&mut cmd);
+    }
+    cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
     let (child, line) = spawn_and_wait_for(cmd, "villagehub listening on http://")?;
     let port = port_at_end(&line)?;
     Ok(Server {
@@ -131,6 +166,102 @@ pub fn start_ours(bin: &Path, data_dir: &Path, extra: &[String]) -> Result<Serve
         http_port: port,
         child: Some(child),
     })
+}
+
+/// A `redis-server` this run started on a free port, with its data (the
+/// AOF) in a scratch directory.
+pub struct RedisServer {
+    pub pid: u32,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_child(child);
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start `redis_bin` on a free port with AOF persistence (`appendfsync`:
+/// `always`, what docs/DEPLOYMENT.md asks for the durability promise, or
+/// `everysec`), and wait until it answers PING.
+pub fn start_redis(redis_bin: &str, dir: &Path, appendfsync: &str) -> Result<RedisServer> {
+    std::fs::create_dir_all(dir)?;
+    // Bind-and-release: another process could take the port in between,
+    // which then shows as redis-server failing to start (reported below).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let log = std::fs::File::create(dir.join("redis.log"))?;
+    let mut child = Command::new(redis_bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "yes", "--appendfsync", appendfsync, "--loglevel", "warning"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting {redis_bin} (apt-get install redis-server)"))?;
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("{redis_bin} exited at start ({status}); see {}", dir.join("redis.log").display());
+        }
+        if redis_ping(port) {
+            return Ok(RedisServer { pid: child.id(), port, child: Some(child) });
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            stop_child(child);
+            bail!("{redis_bin} did not answer PING within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn redis_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// Wait until `GET /readyz` answers 200: a cluster node is caught up with
+/// Redis (it knows every seeded member) and may take connections.
+pub async fn wait_ready(port: u16, timeout: Duration) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        let probe = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            let req = format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.ok()?;
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).await.ok()?;
+            Some(String::from_utf8_lossy(&resp).into_owned())
+        };
+        if let Ok(Some(resp)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
+            if resp.lines().next().is_some_and(|l| l.contains(" 200")) {
+                return Ok(());
+            }
+            last = resp.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the node on port {port} was not ready within {timeout:?}: {last}")
 }
 
 /// Start `node ws-room-server.js` and wait for its "listening on" line.

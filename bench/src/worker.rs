@@ -101,6 +101,12 @@ pub async fn run(
 ) -> Result<()> {
     let worker = plan.worker;
     let addr = addr_of(&plan.url)?;
+    // Fail before connecting anyone if a member's own node URL is unusable.
+    for cp in &plan.conns {
+        if let Some(url) = &cp.url {
+            addr_of(url)?;
+        }
+    }
     let n = plan.conns.len() as u64;
     let n_senders = plan.conns.iter().filter(|c| c.send.is_some()).count() as u64;
     let sh = Arc::new(Shared {
@@ -767,10 +773,15 @@ impl Conn {
         if let Some(ip) = self.cp.source_ip.or(sh.plan.source_ip) {
             socket.bind(SocketAddr::from((ip, 0)))?;
         }
-        let stream = socket.connect(sh.addr).await?;
+        // A member spread to another node (cluster) names it; checked in run().
+        let addr = match &self.cp.url {
+            Some(url) => addr_of(url)?,
+            None => sh.addr,
+        };
+        let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
         let url = match sh.plan.target {
-            Target::Ours => sh.plan.url.clone(),
+            Target::Ours => self.cp.url.clone().unwrap_or_else(|| sh.plan.url.clone()),
             Target::Peer => format!("{}/room/{}", sh.plan.url, self.cp.group),
         };
         let (mut ws, _) =
