@@ -327,8 +327,15 @@ pub struct NodeFigures {
     /// runs the sequencing step for every post; the others only apply and
     /// fan out.
     pub sends: bool,
+    /// Per delivery of the whole run (what adds up to the total).
     #[serde(flatten)]
     pub cpu: ProcessCpu,
+    /// Deliveries this node wrote to its own connections (its `/metrics`)
+    /// and its CPU per such delivery: comparable with a single server's
+    /// figure, since each node pays its per-event costs (apply, commit,
+    /// feed) for a third of the deliveries.
+    pub own_deliveries: u64,
+    pub us_per_own_delivery: f64,
     pub rss_connected_kib: u64,
     /// Change of the node's `/metrics` counters over the window.
     pub metrics: BTreeMap<String, f64>,
@@ -889,13 +896,19 @@ async fn drive(
     } else {
         let n = measured.nodes.len();
         r.nodes = (0..n)
-            .map(|i| NodeFigures {
-                node: i,
-                conns: (0..cfg.members).filter(|m| m % n == i).count() * cfg.groups,
-                sends: i == 0,
-                cpu: ProcessCpu::new(node_cpu[i], node_delay[i], r.delivered, window),
-                rss_connected_kib: connected_samples[i].rss_kib,
-                metrics: metrics[i].clone(),
+            .map(|i| {
+                let own = metrics[i].get("villagehub_deliveries_total").copied().unwrap_or(0.0) as u64;
+                let (user, sys) = node_cpu[i];
+                NodeFigures {
+                    node: i,
+                    conns: (0..cfg.members).filter(|m| m % n == i).count() * cfg.groups,
+                    sends: i == 0,
+                    cpu: ProcessCpu::new(node_cpu[i], node_delay[i], r.delivered, window),
+                    own_deliveries: own,
+                    us_per_own_delivery: (user + sys) as f64 / own.max(1) as f64,
+                    rss_connected_kib: connected_samples[i].rss_kib,
+                    metrics: metrics[i].clone(),
+                }
             })
             .collect();
     }

@@ -151,11 +151,11 @@ fn cluster_table(r: &TargetResult) -> String {
         "\n{}: CPU per delivery by process over the window ({} deliveries in {:.1} s):\n\n",
         r.target, r.delivered, r.window_s
     );
-    s.push_str("| process | conns | does | user µs | sys µs | µs per delivery | CPU % | run-queue wait % | RSS KiB connected |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| process | conns | does | user µs | sys µs | µs per delivery | own deliveries | µs per own delivery | CPU % | run-queue wait % | RSS KiB connected |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for n in &r.nodes {
         s.push_str(&format!(
-            "| node {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {} |\n",
+            "| node {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.0} | {} |\n",
             n.node,
             n.conns,
             if n.sends {
@@ -166,6 +166,8 @@ fn cluster_table(r: &TargetResult) -> String {
             n.cpu.user_us_per_op,
             n.cpu.sys_us_per_op,
             n.cpu.us_per_op(),
+            n.own_deliveries,
+            n.us_per_own_delivery,
             n.cpu.cpu_pct,
             n.cpu.run_delay_pct,
             n.rss_connected_kib,
@@ -173,7 +175,7 @@ fn cluster_table(r: &TargetResult) -> String {
     }
     if let Some(redis) = &r.redis {
         s.push_str(&format!(
-            "| Redis | — | Lua step, XADD, PUBLISH to every node | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | — |\n",
+            "| Redis | — | Lua step, XADD, PUBLISH to every node | {:.2} | {:.2} | {:.2} | — | — | {:.0} | {:.0} | — |\n",
             redis.user_us_per_op,
             redis.sys_us_per_op,
             redis.us_per_op(),
@@ -181,8 +183,9 @@ fn cluster_table(r: &TargetResult) -> String {
             redis.run_delay_pct,
         ));
         s.push_str(&format!(
-            "| **nodes + Redis** | {} | | {:.2} | {:.2} | **{total:.2}** | {:.0} | | |\n",
+            "| **nodes + Redis** | {} | | {:.2} | {:.2} | **{total:.2}** | {} | | {:.0} | | |\n",
             r.conns,
+            r.delivered,
             r.server_user_us_per_op + redis.user_us_per_op,
             r.server_sys_us_per_op + redis.sys_us_per_op,
             r.server_cpu_pct + redis.cpu_pct,
