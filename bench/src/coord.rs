@@ -1260,3 +1260,48 @@ pub fn summary_line(r: &TargetResult) -> String {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(groups: u64, per_group: u64) -> BTreeMap<u64, Vec<Member>> {
+        (1..=groups)
+            .map(|g| {
+                let list = (0..per_group)
+                    .map(|i| Member {
+                        group: g,
+                        account: g * 1000 + i,
+                        phone: String::new(),
+                        token: "t".into(),
+                    })
+                    .collect();
+                (g, list)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cluster_members_are_spread_over_the_nodes_with_every_sender_on_node_0() {
+        let mut cfg = RunConfig::cluster_smoke();
+        cfg.members = 7;
+        let urls: Vec<String> = (0..3).map(|i| format!("ws://127.0.0.1:{}/ws", 4000 + i)).collect();
+        let plans = plan_workers(&cfg, Target::Ours, &urls, &members(2, 7)).unwrap();
+        let conns: Vec<&ConnPlan> = plans.iter().flat_map(|p| &p.conns).collect();
+        assert_eq!(conns.len(), 14);
+        for c in &conns {
+            let i = (c.account % 1000) as usize;
+            assert_eq!(c.url.as_deref(), Some(urls[i % 3].as_str()), "member {i}");
+            assert_eq!(c.send.is_some(), i == 0, "member {i}");
+            assert!(c.subscribe);
+        }
+    }
+
+    #[test]
+    fn one_server_needs_no_url_per_connection() {
+        let cfg = RunConfig::smoke();
+        let plans =
+            plan_workers(&cfg, Target::Ours, &["ws://127.0.0.1:4000/ws".into()], &members(2, 5)).unwrap();
+        assert!(plans.iter().flat_map(|p| &p.conns).all(|c| c.url.is_none()));
+    }
+}
