@@ -185,9 +185,9 @@ fn cluster_table(r: &TargetResult) -> String {
         s.push_str(&format!(
             "| **nodes + Redis** | {} | | {:.2} | {:.2} | **{total:.2}** | {} | | {:.0} | | |\n",
             r.conns,
-            r.delivered,
             r.server_user_us_per_op + redis.user_us_per_op,
             r.server_sys_us_per_op + redis.sys_us_per_op,
+            r.delivered,
             r.server_cpu_pct + redis.cpu_pct,
         ));
     }
