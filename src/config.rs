@@ -149,6 +149,12 @@ pub struct ServeArgs {
     /// clock forward.
     #[arg(long)]
     pub test_clock: bool,
+    // --- government api ---
+    /// Requests per minute each API key of the government API may make on
+    /// one node (then `429`).
+    #[arg(long)]
+    pub api_requests_per_minute: Option<u32>,
+    // --- end government api ---
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -196,6 +202,7 @@ struct FileConfig {
     login_failures_per_phone: Option<u32>,
     login_attempts_per_address: Option<u32>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    api_requests_per_minute: Option<u32>,
 }
 
 /// The resolved configuration of a running server.
@@ -218,6 +225,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request deadlines and the sweeper (`governance`).
     pub governance: crate::governance::GovernanceConfig,
+    /// Requests per minute per API key (`gov_api`).
+    pub api_requests_per_minute: u32,
 }
 
 /// Settings of `external.rs` and `limiter.rs`.
@@ -384,7 +393,11 @@ impl ServeArgs {
             governance.first_response_ms > 0 && governance.escalate_after_ms >= 0,
             "--first-response-hours must be > 0 and --escalate-after-hours ≥ 0"
         );
+        let api_requests_per_minute =
+            self.api_requests_per_minute.or(file.api_requests_per_minute).unwrap_or(600);
+        anyhow::ensure!(api_requests_per_minute >= 1, "api_requests_per_minute must be ≥ 1");
         Ok(Config {
+            api_requests_per_minute,
             governance,
             auth,
             listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),

@@ -103,6 +103,8 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// The governance clock and the disclosure chain's lock.
     pub governance: crate::governance::Governance,
+    /// Requests per API key of the government API (`gov_api`).
+    pub api_limiter: crate::gov_api::KeyLimiter,
 }
 
 /// What a connection slot is counted against.
@@ -144,6 +146,7 @@ impl Hub {
         let login_limiter =
             LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
+            api_limiter: crate::gov_api::KeyLimiter::new(config.api_requests_per_minute),
             governance: crate::governance::Governance::new(config.governance.clone()),
             external,
             login_limiter,
@@ -296,6 +299,7 @@ impl Hub {
                 role: sight.role(),
                 party: dir.people.state(account.id).party,
                 migrant: flags.migrant,
+                system: false,
             }
         };
         self.serves(group)?;
@@ -485,6 +489,7 @@ impl Hub {
                 role: sight.role(),
                 party: dir.people.state(by.id).party,
                 migrant: dir.people.member(by.id, group).migrant,
+                system: false,
             }
         };
         self.serves(group)?;

@@ -661,6 +661,7 @@ mod tests {
             role: Role::Member,
             party: true,
             migrant: false,
+            system: false,
         };
         let body = EventBody::Message(MessageBody { text: "你好\n{}".into(), reply_to: Some(3) });
         let assembled = FrameParts::new(4, &author, &body).assemble(126, 1_764_319_200_123);

@@ -397,7 +397,9 @@ impl Directory {
             | C::TownCreated { .. }
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
-            | C::RoleSet { .. } => unreachable!("checked in directory.rs"),
+            | C::RoleSet { .. }
+            | C::ApiKeyCreated { .. }
+            | C::ApiKeyRevoked { .. } => unreachable!("checked in directory.rs"),
         }
     }
 
@@ -505,7 +507,9 @@ impl Directory {
             | C::TownCreated { .. }
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
-            | C::RoleSet { .. } => unreachable!("applied in directory.rs"),
+            | C::RoleSet { .. }
+            | C::ApiKeyCreated { .. }
+            | C::ApiKeyRevoked { .. } => unreachable!("applied in directory.rs"),
         }
     }
 }
@@ -730,7 +734,9 @@ pub fn apply_to_views(conn: &Connection, seq: Seq, change: &DirectoryChange) -> 
         | C::TownCreated { .. }
         | C::GroupCreated { .. }
         | C::AccountCreated { .. }
-        | C::RoleSet { .. } => unreachable!("applied in directory.rs"),
+        | C::RoleSet { .. }
+        | C::ApiKeyCreated { .. }
+        | C::ApiKeyRevoked { .. } => unreachable!("applied in directory.rs"),
     }
     Ok(())
 }

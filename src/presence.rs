@@ -180,7 +180,9 @@ fn notify_change(accounts: &Accounts, _seq: Seq, change: &DirectoryChange) {
         | C::Registered { .. }
         | C::HouseholdCreated { .. }
         | C::HouseholdJoined { .. }
-        | C::PartySet { .. } => {}
+        | C::PartySet { .. }
+        | C::ApiKeyCreated { .. }
+        | C::ApiKeyRevoked { .. } => {}
     }
 }
 

@@ -144,11 +144,13 @@ fn each_event(
             let author: i64 = row.get(0)?;
             let kind: String = row.get(1)?;
             let frame: String = row.get(2)?;
-            let body = serde_json::from_str::<Value>(&frame)
-                .ok()
-                .and_then(|mut v| v.get_mut("body").map(Value::take))
-                .unwrap_or(Value::Null);
-            f(author as Id, &kind, &body);
+            let mut frame = serde_json::from_str::<Value>(&frame).unwrap_or(Value::Null);
+            // Another government system (`gov_api`) is not a participant:
+            // its posts count as the server's own.
+            let system = frame.pointer("/author/system") == Some(&Value::Bool(true));
+            let author = if system { 0 } else { author as Id };
+            let body = frame.get_mut("body").map(Value::take).unwrap_or(Value::Null);
+            f(author, &kind, &body);
         }
     }
     Ok(())
@@ -368,8 +370,19 @@ pub async fn stats(
 ) -> Result<Stats, OpError> {
     let parsed = Scope::parse(scope)?;
     let groups = readable_groups(&hub.directory.read().unwrap(), account.id, parsed)?;
+    stats_of(hub, parsed, groups, from, to).await
+}
+
+/// The figures of `groups` (those of `scope`, already checked) over a period.
+pub async fn stats_of(
+    hub: &Hub,
+    scope: Scope,
+    groups: Vec<Id>,
+    from: Option<Millis>,
+    to: Option<Millis>,
+) -> Result<Stats, OpError> {
     let (from, to) = period(from, to)?;
-    let scope = parsed.to_wire();
+    let scope = scope.to_wire();
     let store = hub.store.clone();
     tokio::task::spawn_blocking(move || store.read(|c| compute_stats(c, &scope, &groups, from, to)))
         .await
