@@ -130,7 +130,14 @@ const HOUR: i64 = 3_600_000;
 async fn government_systems_publish_notices_and_read_requests_within_their_scope() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("data");
-    let mut server = Server::start_in(&dir, &LIMITS);
+    // Logs at trace level, to show that no key is ever logged.
+    let log = temp.path().join("server.log");
+    let options = Options {
+        stderr: Some(log.clone()),
+        env: vec![("VILLAGEHUB_LOG".into(), "trace".into())],
+        ..Options::default()
+    };
+    let mut server = Server::start_with(&dir, &LIMITS, options);
     wait_for_demo(&server).await;
     server.terminate();
 
@@ -409,6 +416,13 @@ async fn government_systems_publish_notices_and_read_requests_within_their_scope
     assert_eq!((status, requests(&text).len()), (200, 1));
     drop((resident, neighbour, far, cadre, filer, officer));
     server.terminate();
+    let never_logged = |log: &Path| {
+        let text = std::fs::read_to_string(log).unwrap();
+        for key in [&hotline, &media, &old] {
+            assert!(!text.contains(&key[4..]), "a key is in the log");
+        }
+    };
+    never_logged(&log);
     let out = admin(&dir, &[], &["apikey", "revoke", &old_id.to_string()]);
     assert!(out.contains("revoked"), "{out}");
     assert!(admin(&dir, &[], &["apikey", "list"]).contains("revoked"));
@@ -417,6 +431,8 @@ async fn government_systems_publish_notices_and_read_requests_within_their_scope
     assert_eq!((status, &revoked), (401, &wrong));
     let (status, _) = get(addr, "/api/v1/stats", &hotline).await;
     assert_eq!(status, 200);
+    server.terminate();
+    never_logged(&log);
 }
 
 #[tokio::test]

@@ -79,14 +79,37 @@ impl KeyLimiter {
     }
 }
 
-/// A refusal as JSON (`ApiError`) with its HTTP status; 401 says how to
-/// authenticate.
-fn error(e: OpError) -> Response {
-    let mut response = api_error(e.code, &e.message);
-    if e.code == ErrorCode::Unauthorized {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+/// A refused API request: its error, and for `rate_limited` how many
+/// seconds to wait.
+#[derive(Debug)]
+pub struct Refusal {
+    error: OpError,
+    retry_after: Option<u64>,
+}
+
+impl From<OpError> for Refusal {
+    fn from(error: OpError) -> Refusal {
+        Refusal { error, retry_after: None }
     }
-    response
+}
+
+/// As JSON (`ApiError`) with its HTTP status; a 401 says how to
+/// authenticate, a 429 when to come back.
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = api_error(self.error.code, &self.error.message);
+        if self.error.code == ErrorCode::Unauthorized {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        }
+        response
+    }
+}
+
+fn error(e: OpError) -> Response {
+    Refusal::from(e).into_response()
 }
 
 /// The key a request presents: `Authorization: Bearer KEY` or `X-Api-Key:
@@ -102,34 +125,34 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// The key's record if it is valid, has `right` and is within its rate.
 /// Unknown and revoked keys get one answer, so a failure never tells
 /// whether a key exists.
-fn authorize(hub: &Hub, headers: &HeaderMap, right: ApiRight) -> Result<ApiKeyRecord, Response> {
+fn authorize(hub: &Hub, headers: &HeaderMap, right: ApiRight) -> Result<ApiKeyRecord, Refusal> {
     let Some(presented) = presented_key(headers).filter(|k| !k.is_empty()) else {
-        return Err(error(OpError::new(
+        return Err(OpError::new(
             ErrorCode::Unauthorized,
             "send the API key as `Authorization: Bearer vhk_…` or `X-Api-Key: vhk_…`",
-        )));
+        )
+        .into());
     };
     let record = hub.directory.read().unwrap().api_keys.find(presented).cloned();
     let Some(record) = record else {
-        return Err(error(OpError::new(ErrorCode::Unauthorized, "the API key is not valid")));
+        return Err(OpError::new(ErrorCode::Unauthorized, "the API key is not valid").into());
     };
     if let Err(wait) = hub.api_limiter.count(record.id, Instant::now()) {
-        let mut response = error(OpError::new(
+        let error = OpError::new(
             ErrorCode::RateLimited,
             format!(
                 "more than {} requests per minute with this key; retry in {wait} s",
                 hub.api_limiter.per_minute
             ),
-        ));
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Err(response);
+        );
+        return Err(Refusal { error, retry_after: Some(wait) });
     }
     if !record.may(right) {
         let message = match right {
             ApiRight::Notices => "this key may not publish notices (it lacks the `notices` right)",
             ApiRight::Read => "this key may not read statistics or requests (it lacks the `read` right)",
         };
-        return Err(error(OpError::new(ErrorCode::Forbidden, message)));
+        return Err(OpError::new(ErrorCode::Forbidden, message).into());
     }
     Ok(record)
 }
@@ -178,23 +201,21 @@ fn scope_of(hub: &Hub, key: &ApiKeyRecord, asked: Option<&str>) -> Result<(Scope
 /// group of the key's scope by default), authored by the system.
 async fn http_notices(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let hub = &state.hub;
-    let key = match authorize(hub, &headers, ApiRight::Notices) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    // Unknown fields are refused here, unlike on the socket: a misspelt
-    // `groups` would otherwise post into every group of the scope.
-    let request: ApiNoticeRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            return error(OpError::bad_request(format!(
+    let result = async {
+        let key = authorize(hub, &headers, ApiRight::Notices)?;
+        // Unknown fields are refused here, unlike on the socket: a misspelt
+        // `groups` would otherwise post into every group of the scope.
+        let request: ApiNoticeRequest = serde_json::from_slice(&body).map_err(|e| {
+            OpError::bad_request(format!(
                 "expected {{groups?, kind, title, text, must_read?, client_key?}}: {e}"
-            )))
-        }
-    };
-    match publish(hub, &key, request).await {
+            ))
+        })?;
+        Ok::<_, Refusal>(publish(hub, &key, request).await?)
+    }
+    .await;
+    match result {
         Ok(posted) => (StatusCode::CREATED, axum::Json(posted)).into_response(),
-        Err(e) => error(e),
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -286,14 +307,18 @@ async fn publish(
 
 /// Query extractor whose failure is a JSON `bad_request`, like every other
 /// refusal here.
-pub(crate) fn query<T>(
-    result: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, Response> {
-    result.map(|Query(q)| q).map_err(|e| error(OpError::bad_request(e.body_text())))
+fn query<T>(result: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, OpError> {
+    result.map(|Query(q)| q).map_err(|e| OpError::bad_request(e.body_text()))
 }
 
-pub(crate) fn path<T>(
-    result: Result<Path<T>, axum::extract::rejection::PathRejection>,
-) -> Result<T, Response> {
-    result.map(|Path(p)| p).map_err(|e| error(OpError::bad_request(e.body_text())))
+fn path<T>(result: Result<Path<T>, axum::extract::rejection::PathRejection>) -> Result<T, OpError> {
+    result.map(|Path(p)| p).map_err(|e| OpError::bad_request(e.body_text()))
+}
+
+/// A read's answer: its JSON, or the refusal.
+fn answer<T: serde::Serialize>(result: Result<T, Refusal>) -> Response {
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
 }

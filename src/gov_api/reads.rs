@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 use protocol::{
@@ -17,7 +17,7 @@ use protocol::{
 };
 
 use super::keys::ApiRight;
-use super::{authorize, error, path, query, scope_of, time};
+use super::{answer, authorize, path, query, scope_of, time, Refusal};
 use crate::governance::read;
 use crate::governance::requests::{requests_of, RequestState};
 use crate::http::AppState;
@@ -52,25 +52,16 @@ pub async fn http_stats(
     headers: HeaderMap,
     q: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Response {
-    let key = match authorize(&state.hub, &headers, ApiRight::Read) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let q = match query(q) {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
     let result = async {
+        let key = authorize(&state.hub, &headers, ApiRight::Read)?;
+        let q = query(q)?;
         let (scope, groups) = scope_of(&state.hub, &key, q.scope.as_deref())?;
         let from = time_param("from", q.from.as_deref())?;
         let to = time_param("to", q.to.as_deref())?;
-        crate::stats::stats_of(&state.hub, scope, groups, from, to).await
+        Ok::<_, Refusal>(crate::stats::stats_of(&state.hub, scope, groups, from, to).await?)
     }
     .await;
-    match result {
-        Ok(stats) => axum::Json(stats).into_response(),
-        Err(e) => error(e),
-    }
+    answer(result)
 }
 
 /// Query of `/api/v1/requests`.
@@ -170,16 +161,10 @@ pub async fn http_requests(
     headers: HeaderMap,
     q: Result<Query<RequestsQuery>, QueryRejection>,
 ) -> Response {
-    let key = match authorize(&state.hub, &headers, ApiRight::Read) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let q = match query(q) {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
     let hub = &state.hub;
     let result = async {
+        let key = authorize(&state.hub, &headers, ApiRight::Read)?;
+        let q = query(q)?;
         let (_, groups) = scope_of(hub, &key, q.scope.as_deref())?;
         let (mut open, mut closed) = (true, true);
         if let Some(status) = q.status.as_deref().filter(|s| !s.trim().is_empty()) {
@@ -188,7 +173,7 @@ pub async fn http_requests(
                 match s.trim() {
                     "open" => open = true,
                     "closed" => closed = true,
-                    _ => return Err(OpError::bad_request("status is open, closed or open,closed")),
+                    _ => return Err(OpError::bad_request("status is open, closed or open,closed").into()),
                 }
             }
         }
@@ -198,7 +183,7 @@ pub async fn http_requests(
             None | Some("") => MAX_REQUESTS,
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if (1..=MAX_REQUESTS).contains(&n) => n,
-                _ => return Err(OpError::bad_request(format!("limit is 1 to {MAX_REQUESTS}"))),
+                _ => return Err(OpError::bad_request(format!("limit is 1 to {MAX_REQUESTS}")).into()),
             },
         };
         let names = names_of(hub, &groups);
@@ -212,16 +197,15 @@ pub async fn http_requests(
         found.sort_by(|(ga, a), (gb, b)| b.ts.cmp(&a.ts).then(gb.cmp(ga)).then(b.seq.cmp(&a.seq)));
         found.truncate(limit);
         let window = hub.governance.config.first_response_ms;
-        Ok(found
-            .into_iter()
-            .filter_map(|(g, r)| Some(service_request(g, r, names.get(&g)?, window)))
-            .collect::<Vec<_>>())
+        Ok::<_, Refusal>(
+            found
+                .into_iter()
+                .filter_map(|(g, r)| Some(service_request(g, r, names.get(&g)?, window)))
+                .collect::<Vec<_>>(),
+        )
     }
     .await;
-    match result {
-        Ok(list) => axum::Json(list).into_response(),
-        Err(e) => error(e),
-    }
+    answer(result)
 }
 
 /// `GET /api/v1/requests/{group}-{seq}`: one request, as a one-element list
@@ -231,20 +215,14 @@ pub async fn http_request(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let key = match authorize(&state.hub, &headers, ApiRight::Read) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let id = match path(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let hub = &state.hub;
     let result = async {
+        let key = authorize(&state.hub, &headers, ApiRight::Read)?;
+        let id = path(id)?;
         let parsed =
             id.split_once('-').and_then(|(g, s)| Some((g.parse::<Id>().ok()?, s.parse::<Seq>().ok()?)));
         let Some((group, seq)) = parsed else {
-            return Err(OpError::bad_request("a service_request_id is GROUP-SEQ, e.g. 4-12"));
+            return Err(OpError::bad_request("a service_request_id is GROUP-SEQ, e.g. 4-12").into());
         };
         scope_of(hub, &key, Some(&format!("group:{group}")))?;
         hub.serves(group)?;
@@ -252,13 +230,15 @@ pub async fn http_request(
         let request = request.ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such request"))?;
         let names = names_of(hub, &[group]);
         let names = names.get(&group).ok_or_else(OpError::no_such_group)?;
-        Ok(vec![service_request(group, request, names, hub.governance.config.first_response_ms)])
+        Ok::<_, Refusal>(vec![service_request(
+            group,
+            request,
+            names,
+            hub.governance.config.first_response_ms,
+        )])
     }
     .await;
-    match result {
-        Ok(list) => axum::Json(list).into_response(),
-        Err(e) => error(e),
-    }
+    answer(result)
 }
 
 /// Query of `/api/v1/services`.
@@ -274,37 +254,30 @@ pub async fn http_services(
     headers: HeaderMap,
     q: Result<Query<ServicesQuery>, QueryRejection>,
 ) -> Response {
-    let key = match authorize(&state.hub, &headers, ApiRight::Read) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    let q = match query(q) {
-        Ok(q) => q,
-        Err(response) => return response,
-    };
     let result = async {
+        let key = authorize(&state.hub, &headers, ApiRight::Read)?;
+        let q = query(q)?;
         let (_, groups) = scope_of(&state.hub, &key, q.scope.as_deref())?;
         let mut counts: HashMap<String, u64> = HashMap::new();
         for (_, r) in requests_in(&state.hub, groups).await? {
             *counts.entry(r.category).or_default() += 1;
         }
-        Ok(REQUEST_CATEGORIES
-            .iter()
-            .map(|name| Service {
-                service_code: name.to_string(),
-                service_name: name.to_string(),
-                description: format!("{name}类诉求"),
-                metadata: false,
-                kind: "realtime".into(),
-                keywords: String::new(),
-                group: "requests".into(),
-                requests: counts.get(*name).copied().unwrap_or(0),
-            })
-            .collect::<Vec<_>>())
+        Ok::<_, Refusal>(
+            REQUEST_CATEGORIES
+                .iter()
+                .map(|name| Service {
+                    service_code: name.to_string(),
+                    service_name: name.to_string(),
+                    description: format!("{name}类诉求"),
+                    metadata: false,
+                    kind: "realtime".into(),
+                    keywords: String::new(),
+                    group: "requests".into(),
+                    requests: counts.get(*name).copied().unwrap_or(0),
+                })
+                .collect::<Vec<_>>(),
+        )
     }
     .await;
-    match result {
-        Ok(list) => axum::Json(list).into_response(),
-        Err(e) => error(e),
-    }
+    answer(result)
 }
