@@ -146,6 +146,17 @@ pub enum DirectoryChange {
         account: Id,
         at: Millis,
     },
+    /// An early warning (see `warnings.rs`). `key` names what it is about
+    /// (`spike:4:2941…`); a second change with a key already applied is
+    /// a no-op, so every node of a cluster may raise the same warning.
+    WarningRaised {
+        key: String,
+        group: Id,
+        reason: String,
+        detail: String,
+        links: Vec<protocol::WarningLink>,
+        at: Millis,
+    },
     // --- government api ---
     /// An API key of another government system (admin command line; id =
     /// seq). Only the key's SHA-256 (hex) is in the log.
@@ -189,6 +200,7 @@ impl DirectoryChange {
             DirectoryChange::TokensRevoked { .. } => "tokens_revoked",
             DirectoryChange::ApiKeyCreated { .. } => "api_key_created",
             DirectoryChange::ApiKeyRevoked { .. } => "api_key_revoked",
+            DirectoryChange::WarningRaised { .. } => "warning_raised",
         }
     }
 }
@@ -377,6 +389,9 @@ impl Directory {
             DirectoryChange::ApiKeyCreated { .. } | DirectoryChange::ApiKeyRevoked { .. } => {
                 crate::gov_api::keys::check(self, change)
             }
+            DirectoryChange::WarningRaised { group, .. } => {
+                self.groups.contains_key(group).then_some(()).ok_or(DirectoryError::Missing("group"))
+            }
             other => self.check_membership(other),
         }
     }
@@ -401,6 +416,8 @@ impl Directory {
             DirectoryChange::ApiKeyCreated { .. } | DirectoryChange::ApiKeyRevoked { .. } => {
                 crate::gov_api::keys::apply(self, seq, change)
             }
+            // Stored as a view only (`warnings` table); nothing in memory.
+            DirectoryChange::WarningRaised { .. } => {}
             other => self.apply_membership(seq, &other),
         }
     }
@@ -437,6 +454,8 @@ pub fn apply_to_views(conn: &Connection, seq: u64, change: &DirectoryChange) -> 
         }
         // No view: `gov_api::keys::load` replays them from the log.
         DirectoryChange::ApiKeyCreated { .. } | DirectoryChange::ApiKeyRevoked { .. } => {}
+        // Stored by the writer, which also pushes it (see `log.rs`).
+        DirectoryChange::WarningRaised { .. } => {}
         other => crate::membership::apply_to_views(conn, seq, other)?,
     }
     Ok(())

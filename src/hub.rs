@@ -105,6 +105,8 @@ pub struct Hub {
     pub governance: crate::governance::Governance,
     /// Requests per API key of the government API (`gov_api`).
     pub api_limiter: crate::gov_api::KeyLimiter,
+    /// This node's name and the nodes counted for presence.
+    pub presence: crate::presence::Presence,
 }
 
 /// What a connection slot is counted against.
@@ -148,6 +150,7 @@ impl Hub {
         Hub {
             api_limiter: crate::gov_api::KeyLimiter::new(config.api_requests_per_minute),
             governance: crate::governance::Governance::new(config.governance.clone()),
+            presence: crate::presence::Presence::default(),
             external,
             login_limiter,
             config,

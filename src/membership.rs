@@ -398,6 +398,7 @@ impl Directory {
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
             | C::RoleSet { .. }
+            | C::WarningRaised { .. }
             | C::ApiKeyCreated { .. }
             | C::ApiKeyRevoked { .. } => unreachable!("checked in directory.rs"),
         }
@@ -508,6 +509,7 @@ impl Directory {
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
             | C::RoleSet { .. }
+            | C::WarningRaised { .. }
             | C::ApiKeyCreated { .. }
             | C::ApiKeyRevoked { .. } => unreachable!("applied in directory.rs"),
         }
@@ -735,6 +737,7 @@ pub fn apply_to_views(conn: &Connection, seq: Seq, change: &DirectoryChange) -> 
         | C::GroupCreated { .. }
         | C::AccountCreated { .. }
         | C::RoleSet { .. }
+        | C::WarningRaised { .. }
         | C::ApiKeyCreated { .. }
         | C::ApiKeyRevoked { .. } => unreachable!("applied in directory.rs"),
     }

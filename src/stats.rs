@@ -144,13 +144,11 @@ fn each_event(
             let author: i64 = row.get(0)?;
             let kind: String = row.get(1)?;
             let frame: String = row.get(2)?;
-            let mut frame = serde_json::from_str::<Value>(&frame).unwrap_or(Value::Null);
-            // Another government system (`gov_api`) is not a participant:
-            // its posts count as the server's own.
-            let system = frame.pointer("/author/system") == Some(&Value::Bool(true));
-            let author = if system { 0 } else { author as Id };
-            let body = frame.get_mut("body").map(Value::take).unwrap_or(Value::Null);
-            f(author, &kind, &body);
+            let body = serde_json::from_str::<Value>(&frame)
+                .ok()
+                .and_then(|mut v| v.get_mut("body").map(Value::take))
+                .unwrap_or(Value::Null);
+            f(author as Id, &kind, &body);
         }
     }
     Ok(())

@@ -181,7 +181,7 @@ async fn government_systems_publish_notices_and_read_requests_within_their_scope
             (event.group, event.seq),
             (group, posted.groups.iter().find(|p| p.group == group).unwrap().seq)
         );
-        assert!(event.author.system, "{event:?}");
+        assert!(event.author.system && event.author.id == 0, "{event:?}");
         assert_eq!(event.author.name, "12345热线");
         assert_eq!(event.author.role, protocol::Role::TownOfficer);
         match &event.body {

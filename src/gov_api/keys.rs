@@ -58,8 +58,8 @@ impl ApiRight {
 /// One key as the directory holds it.
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
-    /// The seq of its `ApiKeyCreated`: unique among accounts and keys alike,
-    /// so it is also the author id of what the system posts.
+    /// The seq of its `ApiKeyCreated`; it namespaces the system's client
+    /// keys.
     pub id: Id,
     /// The external system's name, shown as the author of its notices.
     pub system: String,

@@ -253,8 +253,12 @@ async fn publish(
     for group in &groups {
         hub.serves(*group)?;
     }
+    // Author 0, like the server's own events: not an account, and not a
+    // participant in any figure (`stats`, the live view). The client key
+    // is namespaced by the API key, so that two systems' keys (or the
+    // sweeper's) never meet.
     let author = Author {
-        id: key.id,
+        id: 0,
         name: key.system.clone(),
         role: key.role(),
         party: false,
@@ -277,7 +281,7 @@ async fn publish(
             *group,
             author.clone(),
             notice.clone(),
-            request.client_key.clone(),
+            request.client_key.as_ref().map(|k| format!("api:{}:{k}", key.id)),
             max_text,
         )
     });
