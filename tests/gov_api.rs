@@ -80,6 +80,24 @@ async fn api(addr: SocketAddr, method: &str, path: &str, auth: Auth<'_>, body: &
     .unwrap()
 }
 
+/// The status line and headers of a GET.
+async fn api_head(addr: SocketAddr, path: &str, key: &str) -> String {
+    let (path, key) = (path.to_string(), key.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-Api-Key: {key}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split_once("\r\n\r\n").unwrap().0.to_string()
+    })
+    .await
+    .unwrap()
+}
+
 async fn get(addr: SocketAddr, path: &str, key: &str) -> (u16, String) {
     api(addr, "GET", path, Auth::Bearer(key), "").await
 }
@@ -146,6 +164,15 @@ async fn government_systems_publish_notices_and_read_requests_within_their_scope
     let (_, hotline) = create_key(&dir, &[], "12345热线", "town:2", "notices,read");
     let (_, media) = create_key(&dir, &[], "区融媒体中心", "group:30", "read");
     let (old_id, old) = create_key(&dir, &[], "旧系统", "district:1", "notices,read");
+    // A right or a scope that does not exist makes no key.
+    for (scope, rights) in [("town:2", "notices,write"), ("town:99", "read"), ("village:4", "read")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_villagehub"))
+            .args(["admin", "--data-dir", dir.to_str().unwrap(), "apikey", "create", "--system", "x"])
+            .args(["--scope", scope, "--rights", rights])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{scope} {rights}");
+    }
     let listed = admin(&dir, &[], &["apikey", "list"]);
     assert!(
         listed.contains("12345热线") && listed.contains("town:2") && listed.contains("notices,read"),
@@ -450,6 +477,8 @@ async fn each_key_has_its_own_rate_limit() {
     }
     let (status, e) = refused(server.addr, "GET", "/api/v1/services", Auth::Bearer(&first), "").await;
     assert_eq!((status, e.code), (429, ErrorCode::RateLimited), "{}", e.message);
+    let head = api_head(server.addr, "/api/v1/services", &first).await;
+    assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
     assert_eq!(get(server.addr, "/api/v1/services", &second).await.0, 200);
 }
 
