@@ -315,7 +315,7 @@ export async function opsAs(page, phone, ops, { password = PASSWORD, linger = 0 
 /**
  * One server for a test file, and phones on it: registers the node:test
  * `before`/`after` hooks (pass them in). `extra`: more server flags, kept
- * across restarts. Returns
+ * across restarts; `setup(suite)`: runs once the server is up. Returns
  *  - `phone(who, {wait})`: a Chromium logged in as `who`, waiting for the
  *    chat (`wait: 'chat'`, default), the home screen (`'home'`: the officers'
  *    dashboard or the group list) or nothing (`'none'`);
@@ -325,22 +325,26 @@ export async function opsAs(page, phone, ops, { password = PASSWORD, linger = 0 
  *    told otherwise; no demo data the second time) — the pages' reconnects
  *    find it again;
  *  - `tempDir(prefix)`: a directory removed after the file;
- *  - `shot(page, name)`: fails the test if the page scrolls sideways at
- *    phone width, then saves a screenshot under test-artifacts/;
+ *  - `shot(page, name, {fullPage})`: fails the test if the page scrolls
+ *    sideways at phone width, then saves a screenshot under test-artifacts/;
  *  - `server()`, `url()`, `dataDir()`, and `phones` (every phone opened, e.g.
  *    to check none had page errors).
  */
-export function phoneSuite({ before, after, prefix, extra = [] }) {
+export function phoneSuite({ before, after, prefix, extra = [], setup }) {
   let server;
   let dataDir;
   let dir;
   const phones = [];
   const dirs = [];
+  let suite;
   before(async () => {
     dir = ensureArtifacts();
     dataDir = tempDir(prefix);
     dirs.push(dataDir);
     server = await startServer({ dataDir, extra });
+    // A file's own set-up goes here, not in a `before` of its own: node:test
+    // does not wait for this hook before starting another.
+    if (setup) await setup(suite);
   });
   after(async () => {
     for (const p of phones) await p.close();
@@ -352,7 +356,7 @@ export function phoneSuite({ before, after, prefix, extra = [] }) {
     phones.push(p);
     return p;
   };
-  return {
+  suite = {
     phones,
     server: () => server,
     url: () => server.url,
@@ -392,12 +396,13 @@ export function phoneSuite({ before, after, prefix, extra = [] }) {
       dirs.push(d);
       return d;
     },
-    async shot(page, name) {
+    async shot(page, name, { fullPage = false } = {}) {
       const overflow = await page.evaluate(
         () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
       );
       if (overflow > 0) throw new Error(`${name}: the page is ${overflow}px wider than the screen`);
-      await page.screenshot({ path: path.join(dir, `${name}.png`) });
+      await page.screenshot({ path: path.join(dir, `${name}.png`), fullPage });
     },
   };
+  return suite;
 }
