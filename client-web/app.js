@@ -1872,7 +1872,6 @@ function drawNotices(main, log, detail) {
   if (isStaff(role)) {
     main.append(h('button', { class: 'primary big', type: 'button', id: 'notice-new', onclick: () => openNoticeForm(log) }, t('notice.new')));
   }
-  if (notices.some((n) => n.body.category === 'affairs')) main.append(verifyBox(log));
   if (!notices.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('notice.empty')));
   const sorted = [...notices].sort((a, b) => (b.body.must_read - a.body.must_read) || (b.seq - a.seq));
   main.append(h('ul', { class: 'list gov-list', id: 'notice-list' }, sorted.map((n) => {
@@ -1890,6 +1889,8 @@ function drawNotices(main, log, detail) {
       h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${formatTime(n.ts)}`),
       likeButton(log, n.seq)));
   })));
+  // Under the list: reading comes first, checking the chain after.
+  if (notices.some((n) => n.body.category === 'affairs')) main.append(verifyBox(log));
 }
 
 async function openNotice(log, n, unread) {
@@ -2445,9 +2446,15 @@ setInterval(() => {
 // would add.
 // ---------------------------------------------------------------------------
 
-/** Figures of the scope shown as tiles, in order (keys of the `stats` reply). */
-const DASH_TILES = ['participants', 'interactions', 'notices', 'likes', 'topics', 'conventions', 'projects',
-  'requests', 'requests_answered', 'requests_solved_in_group', 'requests_escalated', 'exchanged_items'];
+/**
+ * Figures of the scope shown as tiles, in order: `stats` keys, and `figures`
+ * keys (request figures) marked `f:`. The first row of four is what an
+ * officer looks at first; the rest folds away under "more".
+ */
+const DASH_TILES = ['participants', 'interactions', 'requests', 'f:reply_rate',
+  'requests_answered', 'requests_solved_in_group', 'requests_escalated', 'f:overdue'];
+const DASH_MORE = ['notices', 'likes', 'topics', 'conventions', 'projects', 'exchanged_items',
+  'f:on_time_rate', 'f:median_first_response_ms'];
 /** Figures on each group's card. */
 const DASH_GROUP_FIGS = ['interactions', 'participants', 'requests', 'requests_answered', 'requests_escalated'];
 /** Events of a group wait this long for company before its figures are asked again. */
@@ -2540,26 +2547,27 @@ function renderDashboard() {
       connPill()),
     offlineBanner(),
     h('main', { class: 'content dash', id: 'dashboard', dataset: { scope: s ? s.scope : '' } },
+      h('section', { class: 'dash-card', id: 'dash-warnings' },
+        h('h2', {}, t('dash.warnings')),
+        h('ol', { class: 'warn-list', id: 'warnings' }),
+        h('div', { id: 'warnings-more' })),
       h('section', { class: 'dash-card', id: 'dash-summary' },
         h('div', { class: 'dash-head' },
           h('h2', {}, s ? t('dash.title', { scope: s.label }) : t('dash.title.none')),
           picker,
           h('span', { class: 'muted dash-live', id: 'dash-live' })),
         h('div', { class: 'figs', id: 'scope-stats' }),
-        h('div', { class: 'figs figs-small', id: 'scope-figures' })),
-      h('section', { class: 'dash-card', id: 'dash-warnings' },
-        h('h2', {}, t('dash.warnings')),
-        h('ol', { class: 'warn-list', id: 'warnings' }),
-        h('div', { id: 'warnings-more' })),
+        h('details', { class: 'dash-more' }, h('summary', {}, t('dash.more')),
+          h('div', { class: 'figs', id: 'scope-figures' }))),
       h('section', { class: 'dash-card', id: 'dash-escalated', hidden: true },
         h('h2', {}, t('dash.escalated')),
         h('ul', { class: 'gov-list', id: 'escalated' })),
-      h('section', { class: 'dash-card', id: 'dash-needs' },
-        h('h2', {}, t('dash.needs')),
-        h('ol', { class: 'needs', id: 'needs' }, h('li', { class: 'muted' }, t('groups.loading')))),
       h('section', { class: 'dash-groups' },
         h('h2', {}, t('dash.groups')),
         dashGroupList(groups)),
+      h('section', { class: 'dash-card', id: 'dash-needs' },
+        h('h2', {}, t('dash.needs')),
+        h('ol', { class: 'needs', id: 'needs' }, h('li', { class: 'muted' }, t('groups.loading')))),
       h('section', { class: 'me' },
         h('p', { class: 'me-name' }, name,
           app.account && app.account.party ? h('span', { class: 'badge badge-party' }, t('badge.party')) : null),
@@ -2600,18 +2608,21 @@ function drawDashGroup(groupId) {
   card.classList.toggle('warned', app.warnings.some((w) => w.group === groupId && !w.seen));
 }
 
+function dashTile(key) {
+  const st = app.dash.stats;
+  const f = app.dash.figures;
+  if (!key.startsWith('f:')) return tile(key, st ? st[key] : null);
+  const k = key.slice(2);
+  // A rate of no requests at all is no figure.
+  const none = f && !f.requests && (k.endsWith('_rate') || k.startsWith('median'));
+  return tile(k, f && !none ? f[k] : null);
+}
+
 function drawDashStats() {
   const box = $('#scope-stats');
   if (!box) return;
-  const st = app.dash.stats;
-  box.replaceChildren(...DASH_TILES.map((k) => tile(k, st ? st[k] : null)));
-  const f = app.dash.figures;
-  const small = $('#scope-figures');
-  small.hidden = !f;
-  if (f) {
-    small.replaceChildren(...['reply_rate', 'on_time_rate', 'median_first_response_ms', 'overdue', 'escalations']
-      .map((k) => tile(k, f[k])));
-  }
+  box.replaceChildren(...DASH_TILES.map(dashTile));
+  $('#scope-figures').replaceChildren(...DASH_MORE.map(dashTile));
   const live = $('#dash-live');
   if (live) live.textContent = app.dash.watching ? t('dash.live') : app.dash.updatedAt ? t('dash.updated', { time: formatTime(app.dash.updatedAt) }) : '';
 }
@@ -2644,8 +2655,14 @@ function warningEl(w) {
       h('span', { class: 'badge warn-badge' }, reason),
       h('strong', {}, log ? log.info.name : `#${w.group}`),
       h('time', { class: 'muted' }, formatTime(w.at || w.received))),
-    h('p', { class: 'warn-detail' }, w.detail || ''),
+    h('p', { class: 'warn-detail' }, warningDetail(w)),
     h('a', { class: 'warn-open', href: `#/g/${link.group}/chat`, onclick: () => { w.seen = true; } }, t('dash.warning.open')));
+}
+
+/** The server's detail is for logs (「word」 in a message): say it in the reader's language. */
+function warningDetail(w) {
+  const word = w.reason === 'keyword' && typeof w.detail === 'string' ? w.detail.match(/「(.+?)」/) : null;
+  return word ? t('warning.keyword', { word: word[1] }) : (w.detail || '');
 }
 
 function drawDashWarnings() {

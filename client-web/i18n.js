@@ -379,6 +379,8 @@ const zh = {
   'warning.reason.spike': '消息激增',
   'warning.reason.overdue_backlog': '诉求积压',
   'warning.toast': '预警：{group}（{reason}）',
+  'warning.keyword': '有人发了含「{word}」的内容',
+  'dash.more': '更多数据',
 
   // Hall settings, escalation, disclosures
   'hall.settings': '议事厅设置',
@@ -790,6 +792,8 @@ const en = {
   'warning.reason.spike': 'Message spike',
   'warning.reason.overdue_backlog': 'Overdue backlog',
   'warning.toast': 'Warning: {group} ({reason})',
+  'warning.keyword': 'A post contains “{word}”',
+  'dash.more': 'More figures',
 
   // Hall settings, escalation, disclosures
   'hall.settings': 'Hall settings',

@@ -29,6 +29,7 @@ test('hall settings: only cadres propose, one vote per person — seen live by a
   await resident.waitForSelector('#hall-settings[data-proposers="cadres"][data-voting="person"]', { timeout: 15_000 });
   assert.equal(await resident.locator('#topic-new').count(), 0, 'a resident can no longer propose');
   assert.match(await resident.textContent('#hall-settings'), /仅干部发起议题 · 每人一票/);
+  await shot(resident, 'web-22-hall-settings');
 
   // The server enforces it too; and a cadre's topic now counts votes per person.
   const { replies } = await opsAs(resident, demoPhone(2, 3), [{ op: 'post', group: 17, event: { kind: 'topic',
@@ -42,7 +43,6 @@ test('hall settings: only cadres propose, one vote per person — seen live by a
   await secretary.waitForSelector('#topic-detail');
   await resident.locator('#topic-list .topic', { hasText: title }).click();
   assert.match(await resident.textContent('#topic-voting'), /每人一票/);
-  await shot(secretary, 'web-22-hall-settings');
   for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
 });
 

@@ -42,7 +42,7 @@ test('the town dashboard: its groups with figures equal to the stats op, a live 
   const replies = await ask();
   const scope = replies[0].stats;
   for (const key of ['interactions', 'participants', 'notices', 'requests', 'requests_answered', 'likes']) {
-    await o.waitForFunction(([k, v]) => document.querySelector(`#scope-stats .fig[data-key="${k}"] .fig-n`)?.textContent === v,
+    await o.waitForFunction(([k, v]) => document.querySelector(`#dash-summary .fig[data-key="${k}"] .fig-n`)?.textContent === v,
       [key, String(scope[key])], { timeout: 15_000 });
   }
   for (const [i, g] of groups.entries()) {
@@ -89,18 +89,30 @@ test('the town dashboard: its groups with figures equal to the stats op, a live 
 });
 
 test('the district dashboard: every group of the district, by town', async () => {
+  // A few requests and a topic in 南周村, so that the needs have terms.
+  const resident = await phone(demoPhone(3, 3));
+  const filed = ['村里路灯坏了好几盏，晚上走路看不清', '路灯不亮，老人晚上出门不方便', '垃圾桶满了没人清运，路灯也坏了'];
+  const { replies: posted } = await opsAs(resident.page, demoPhone(3, 3), [
+    ...filed.map((text, i) => ({ op: 'post', group: 30, client_key: `needs-${i}-${Date.now()}`,
+      event: { kind: 'request', body: { category: i === 2 ? '环境卫生' : '道路交通', text } } })),
+    { op: 'post', group: 30, event: { kind: 'topic', body: { title: '更换村里的路灯', text: '建议统一换成太阳能路灯', vote_until: Date.now() + 86400000 } } },
+  ]);
+  for (const r of posted) assert.equal(r.type, 'sent', JSON.stringify(r));
+
   const officer = await phone(DISTRICT_OFFICER, { wait: 'home' });
   const o = officer.page;
   await o.waitForSelector('#dashboard');
   assert.equal(await o.locator('.dash-group').count(), 3);
+  await o.waitForSelector('#needs .need[data-term="路灯"]', { timeout: 15_000 });
   assert.equal(await o.locator('.dash-town').count(), 2);
   const { welcome, replies } = await opsAs(o, DISTRICT_OFFICER, [{ op: 'stats', scope: 'district:1' }]);
   const district = welcome.offices.find((x) => x.district != null).district;
   const st = district === 1 ? replies[0].stats : (await opsAs(o, DISTRICT_OFFICER, [{ op: 'stats', scope: `district:${district}` }])).replies[0].stats;
-  await o.waitForFunction((v) => document.querySelector('#scope-stats .fig[data-key="participants"] .fig-n')?.textContent === v,
+  await o.waitForFunction((v) => document.querySelector('#dash-summary .fig[data-key="participants"] .fig-n')?.textContent === v,
     String(st.participants), { timeout: 15_000 });
   await o.waitForFunction(() => document.querySelectorAll('.dash-group .gfig b').length === 15
     && [...document.querySelectorAll('.dash-group .gfig b')].every((b) => b.textContent !== '–'), null, { timeout: 15_000 });
   await shot(o, 'web-21-district-dashboard');
+  await shot(o, 'web-21b-district-dashboard-full', { fullPage: true });
   for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
 });
