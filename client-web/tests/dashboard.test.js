@@ -114,5 +114,11 @@ test('the district dashboard: every group of the district, by town', async () =>
     && [...document.querySelectorAll('.dash-group .gfig b')].every((b) => b.textContent !== '–'), null, { timeout: 15_000 });
   await shot(o, 'web-21-district-dashboard');
   await shot(o, 'web-21b-district-dashboard-full', { fullPage: true });
+  await o.click('#large-toggle');
+  await o.waitForFunction(() => document.querySelectorAll('.dash-group .gfig b').length === 15
+    && [...document.querySelectorAll('#dash-summary .fig-n')].every((b) => b.textContent !== '–' || b.closest('[data-key$="_ms"]')), null, { timeout: 15_000 });
+  await o.evaluate(() => window.scrollTo(0, 0));
+  await shot(o, 'web-21c-district-dashboard-large', { fullPage: true });
+  await o.click('#large-toggle');
   for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');
 });
