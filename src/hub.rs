@@ -103,6 +103,8 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// The governance clock and the disclosure chain's lock.
     pub governance: crate::governance::Governance,
+    /// This node's name and the nodes counted for presence.
+    pub presence: crate::presence::Presence,
 }
 
 /// What a connection slot is counted against.
@@ -145,6 +147,7 @@ impl Hub {
             LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
             governance: crate::governance::Governance::new(config.governance.clone()),
+            presence: crate::presence::Presence::default(),
             external,
             login_limiter,
             config,

@@ -521,13 +521,17 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::BroadcastSent { id, .. }
         | ServerFrame::Stats { id, .. }
         | ServerFrame::Needs { id, .. }
-        | ServerFrame::Presence { id, .. } => Some(*id),
+        | ServerFrame::Presence { id, .. }
+        | ServerFrame::Warnings { id, .. }
+        | ServerFrame::Escalated { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
         ServerFrame::Event(_)
         | ServerFrame::Membership(_)
         | ServerFrame::Application(_)
         | ServerFrame::Receipts(_)
-        | ServerFrame::Warning(_) => None,
+        | ServerFrame::Warning(_)
+        | ServerFrame::StatsUpdate { .. }
+        | ServerFrame::PresenceUpdate { .. } => None,
     }
 }
 
