@@ -2823,6 +2823,7 @@ function dashOnEvent(ev) {
   if (!isOfficerHome() || !onDashboard()) return;
   app.dash.dirty.add(ev.group);
   app.dash.scopeDirty = true;
+  if (ev.channel === 'requests' && ev.kind !== 'request') app.dash.escalatedDirty = true;
   if (app.dash.timer) return;
   app.dash.timer = setTimeout(() => {
     app.dash.timer = null;
@@ -2832,6 +2833,10 @@ function dashOnEvent(ev) {
       app.dash.scopeDirty = false;
       const needs = Date.now() - app.dash.needsAt > NEEDS_REFRESH_MS;
       refreshScope(s, needs);
+    }
+    if (app.dash.escalatedDirty) {
+      app.dash.escalatedDirty = false;
+      loadEscalated(s);
     }
     refreshGroups();
   }, DASH_REFRESH_MS);

@@ -67,13 +67,19 @@ test('escalation: cadre → town (answers, sends on) → district (resolves); th
   assert.equal(await cadre.locator('#escalate').count(), 0, 'escalated once by the cadre');
   await resident.waitForSelector('#request-detail[data-escalated="town"]', { timeout: 15_000 });
 
-  // The town officer: drill into the group, the escalated request first in the queue.
+  // The town officer: the request waits on the dashboard; drilling into the
+  // group instead, it is first in the queue.
   const town = (await phone(TOWN_OFFICER, { wait: 'home' })).page;
+  await town.waitForSelector(`#escalated .gov-item[data-group="4"][data-seq="${seq}"]`, { timeout: 15_000 });
+  await town.evaluate(() => document.querySelector('#escalated').scrollIntoView());
+  await shot(town, 'web-25-town-dashboard-escalated');
   await town.locator('.dash-group[data-group="4"]').click();
   await town.click('.tab[data-channel="requests"]');
   await town.waitForSelector(`#request-list .request[data-seq="${seq}"]`);
   assert.equal(await town.getAttribute('#request-list .request:first-child', 'data-seq'), String(seq));
-  await town.locator(`#request-list .request[data-seq="${seq}"]`).click();
+  await town.click('.back');
+  await town.locator(`#escalated .gov-item[data-seq="${seq}"]`).click();
+  await town.waitForSelector(`#request-detail[data-seq="${seq}"][data-escalated="town"]`);
   await town.fill('#reply-text', '镇环保办已派人现场查看。');
   await town.click('#reply-send');
   await resident.waitForSelector('#request-detail[data-status="replied"]', { timeout: 15_000 });
@@ -86,8 +92,7 @@ test('escalation: cadre → town (answers, sends on) → district (resolves); th
 
   // The district officer resolves it.
   const district = (await phone(DISTRICT_OFFICER, { wait: 'home' })).page;
-  await district.goto(`${new URL(district.url()).origin}/#/g/4/requests`);
-  await district.locator(`#request-list .request[data-seq="${seq}"]`).click();
+  await district.locator(`#escalated .gov-item[data-group="4"][data-seq="${seq}"]`).click({ timeout: 15_000 });
   await district.waitForSelector('#request-detail[data-escalated="district"]');
   assert.equal(await district.locator('#escalate').count(), 0, 'nowhere further to escalate');
   await district.click('#resolve');

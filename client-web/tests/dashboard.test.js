@@ -56,11 +56,19 @@ test('the town dashboard: its groups with figures equal to the stats op, a live 
   assert.equal(await o.locator('#needs .need').count(), Math.min(10, needs.length));
   if (needs.length) assert.equal(await o.getAttribute('#needs .need:first-child', 'data-term'), needs[0].term);
   assert.equal(await o.locator('#warnings .warn').count(), 0);
+  // The scope's totals are watched (watch_stats), not polled.
+  await o.waitForFunction(() => document.querySelector('#dash-live')?.textContent === '实时', null, { timeout: 15_000 });
 
-  // A resident posts a keyword: the warning arrives live, and the figures follow.
+  // A resident comes online (presence_update), then posts a keyword: the
+  // warning arrives live, and the figures follow.
+  const group = welcome.groups.find((g) => g.name === '聚源桥村').id;
+  const online = (n) => o.waitForFunction(([gr, k]) => document.querySelector(`.dash-group[data-group="${gr}"] .online`)?.textContent.includes(`${k} 人在线`),
+    [group, n], { timeout: 15_000 });
+  await online(0);
   const resident = await phone(demoPhone(1, 3));
   const r = resident.page;
-  const group = await r.evaluate(() => [...window.villagehub.app.groups.keys()][0]);
+  await online(1);
+  const scopeBefore = Number(await tileText(o, '#dash-summary .fig[data-key="interactions"] .fig-n'));
   const before = Number(await tileText(o, `.dash-group[data-group="${group}"] .gfig[data-key="interactions"] b`));
   const text = `村委不管，我们要去${KEYWORD} #${Date.now()}`;
   await r.fill('#composer-input', text);
@@ -71,8 +79,14 @@ test('the town dashboard: its groups with figures equal to the stats op, a live 
   assert.match(await warning.textContent(), new RegExp(KEYWORD));
   await o.waitForFunction(([gr, n]) => Number(document.querySelector(`.dash-group[data-group="${gr}"] .gfig[data-key="interactions"] b`)?.textContent) > n,
     [group, before], { timeout: 15_000 });
+  await o.waitForFunction((n) => Number(document.querySelector('#dash-summary .fig[data-key="interactions"] .fig-n')?.textContent) > n,
+    scopeBefore, { timeout: 15_000 });
   await o.evaluate(() => document.querySelector('#toast').classList.remove('show'));
   await shot(o, 'web-20-town-dashboard');
+
+  // Warnings are stored: after a reload the list still has it.
+  await o.reload();
+  await o.waitForSelector(`#warnings .warn[data-group="${group}"]`, { timeout: 15_000 });
 
   // Drill-down from the warning into the group: read-only chat with the post.
   await warning.locator('.warn-open').click();
