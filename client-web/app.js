@@ -240,6 +240,7 @@ function render() {
   if (r.name === 'group' && GOV_CHANNELS.has(r.channel)) afterGovMounted(r.group);
   if (r.name === 'group') updateManageCount(r.group);
   if (r.name === 'groups' && $('#dashboard')) afterDashMounted();
+  else if (app.dash.watching) stopWatchStats(); // the live totals are for the dashboard only
 }
 
 // ---------------------------------------------------------------------------
