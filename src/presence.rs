@@ -210,7 +210,8 @@ pub struct Presence {
     /// its `presence_update` pushes (opt-in: most residents never look,
     /// and a push to every member whenever someone comes or goes would
     /// cost their phones data and the server a delivery each).
-    watchers: Mutex<HashMap<Id, Vec<(u64, mpsc::Sender<Notice>)>>>,
+    /// Each with the count it was last told.
+    watchers: Mutex<HashMap<Id, Vec<Watcher>>>,
 }
 
 impl Default for Presence {
@@ -220,12 +221,21 @@ impl Default for Presence {
     }
 }
 
+#[derive(Debug)]
+struct Watcher {
+    conn: u64,
+    tx: mpsc::Sender<Notice>,
+    told: u64,
+}
+
 impl Presence {
-    fn watch(&self, group: Id, conn: u64, tx: mpsc::Sender<Notice>) {
+    /// `conn` gets the group's changes from now on; it was told `online`.
+    fn watch(&self, group: Id, conn: u64, tx: mpsc::Sender<Notice>, online: u64) {
         let mut watchers = self.watchers.lock().unwrap();
         let list = watchers.entry(group).or_default();
-        if !list.iter().any(|(c, _)| *c == conn) {
-            list.push((conn, tx));
+        match list.iter_mut().find(|w| w.conn == conn) {
+            Some(w) => w.told = online,
+            None => list.push(Watcher { conn, tx, told: online }),
         }
     }
 
@@ -235,7 +245,7 @@ impl Presence {
         let mut watchers = self.watchers.lock().unwrap();
         watchers.retain(|g, list| {
             if group.is_none_or(|only| only == *g) {
-                list.retain(|(c, _)| *c != conn);
+                list.retain(|w| w.conn != conn);
             }
             !list.is_empty()
         });
@@ -245,14 +255,15 @@ impl Presence {
         self.watchers.lock().unwrap().keys().copied().collect()
     }
 
+    /// Tells the group's watchers its count, unless they know it already.
     fn tell(&self, group: Id, online: u64) {
-        let senders: Vec<mpsc::Sender<Notice>> = match self.watchers.lock().unwrap().get(&group) {
-            Some(list) => list.iter().map(|(_, tx)| tx.clone()).collect(),
-            None => return,
-        };
-        for tx in senders {
+        let mut watchers = self.watchers.lock().unwrap();
+        for w in watchers.get_mut(&group).into_iter().flatten().filter(|w| w.told != online) {
+            // try_send never waits, so the lock is not held across a wait.
             // A full queue drops this count; the next change sends it again.
-            let _ = tx.try_send(Notice::Presence { group, online });
+            if w.tx.try_send(Notice::Presence { group, online }).is_ok() {
+                w.told = online;
+            }
         }
     }
 }
@@ -278,7 +289,6 @@ pub async fn run(hub: std::sync::Arc<crate::hub::Hub>) {
     let mut tick = tokio::time::interval(PRESENCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut published: HashMap<Id, Vec<Id>> = HashMap::new();
-    let mut pushed: HashMap<Id, u64> = HashMap::new();
     let mut last_change = String::new();
     let mut rounds: u64 = 0;
     loop {
@@ -292,17 +302,17 @@ pub async fn run(hub: std::sync::Arc<crate::hub::Hub>) {
             .collect();
         changed.extend(published.keys().filter(|g| !local.contains_key(g)).map(|g| (*g, Vec::new())));
         let watched = hub.presence.watched();
-        // Groups newly watched are counted too (their watchers got the count
-        // in the reply; a push follows only if it differs).
+        // A watcher added since the last round was told a count that
+        // included every change made before; later ones are in `changed`
+        // (here) or in the changes stream (other nodes).
         let mut recount: Vec<Id> = changed.iter().map(|(g, _)| *g).collect();
-        recount.extend(watched.iter().filter(|g| !pushed.contains_key(g)));
         let counts: HashMap<Id, u64> = match hub.log.cluster() {
             None => recount.iter().map(|g| (*g, local.get(g).map_or(0, Vec::len) as u64)).collect(),
             Some(cluster) => {
                 // TTLs are refreshed every fifth round (the TTL is four
                 // node timeouts, far longer).
                 let refresh: Vec<Id> =
-                    if rounds % 5 == 0 { local.keys().copied().collect() } else { Vec::new() };
+                    if rounds.is_multiple_of(5) { local.keys().copied().collect() } else { Vec::new() };
                 let node = &hub.presence.node;
                 let now = crate::clock::now();
                 let round = match cluster.presence_round(node, &changed, &refresh, &last_change, now).await {
@@ -338,15 +348,8 @@ pub async fn run(hub: std::sync::Arc<crate::hub::Hub>) {
                 published.insert(group, online);
             }
         }
-        pushed.retain(|g, _| watched.contains(g));
         for (group, count) in counts {
-            if !watched.contains(&group) || pushed.get(&group) == Some(&count) {
-                continue;
-            }
-            let first = pushed.insert(group, count).is_none();
-            if !first {
-                hub.presence.tell(group, count);
-            }
+            hub.presence.tell(group, count);
         }
     }
 }
@@ -364,7 +367,6 @@ pub async fn online(
     group: Id,
 ) -> Result<protocol::ServerFrame, crate::hub::OpError> {
     let sight = hub.sight(account, group)?;
-    hub.presence.watch(group, conn.0, conn.1);
     let mut who: Vec<Id> = local_online(hub).remove(&group).unwrap_or_default();
     if let Some(cluster) = hub.log.cluster() {
         let nodes: Vec<String> =
@@ -376,6 +378,7 @@ pub async fn online(
     }
     who.sort_unstable();
     who.dedup();
+    hub.presence.watch(group, conn.0, conn.1, who.len() as u64);
     let may_see_who = sight.officer.is_some() || matches!(sight.member, Some(Role::Cadre | Role::Secretary));
     Ok(protocol::ServerFrame::Presence {
         id,

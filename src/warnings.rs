@@ -250,7 +250,7 @@ pub async fn list(
         Ok(out)
     })
     .await?;
-    warnings.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    warnings.sort_unstable_by_key(|w| std::cmp::Reverse(w.seq));
     let more = warnings.len() > limit;
     warnings.truncate(limit);
     Ok(ServerFrame::Warnings { id, warnings, more })

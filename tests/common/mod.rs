@@ -161,6 +161,7 @@ impl Server {
             notices: VecDeque::new(),
             applications: VecDeque::new(),
             receipts: VecDeque::new(),
+            pushes: VecDeque::new(),
         }
     }
 
@@ -258,6 +259,8 @@ pub struct Client {
     pub applications: VecDeque<protocol::ApplicationInfo>,
     /// Read-receipt pushes (to cadres), likewise.
     pub receipts: VecDeque<protocol::Receipts>,
+    /// `stats_update`, `presence_update` and `warning` pushes, likewise.
+    pub pushes: VecDeque<ServerFrame>,
 }
 
 /// How a connection ended.
@@ -318,6 +321,9 @@ impl Client {
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
                 ServerFrame::Application(application) => self.applications.push_back(application),
                 ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
+                push @ (ServerFrame::StatsUpdate { .. }
+                | ServerFrame::PresenceUpdate { .. }
+                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
                 frame => {
                     assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
                     return frame;
@@ -430,6 +436,25 @@ impl Client {
                 ServerFrame::Receipts(receipts) => return receipts,
                 ServerFrame::Event(event) => self.events.push_back(event),
                 other => panic!("expected a receipts push, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next `stats_update` or `presence_update` push (one that arrived
+    /// while waiting for a reply first); other frames are kept as `reply`
+    /// keeps them.
+    pub async fn push(&mut self) -> ServerFrame {
+        if let Some(push) = self.pushes.pop_front() {
+            return push;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                ServerFrame::Application(application) => self.applications.push_back(application),
+                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
+                push @ (ServerFrame::StatsUpdate { .. } | ServerFrame::PresenceUpdate { .. }) => return push,
+                other => panic!("expected a push, got {other:?}"),
             }
         }
     }
