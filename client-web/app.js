@@ -2783,10 +2783,9 @@ async function refreshScope(s, withNeeds) {
 async function refreshNeeds(s) {
   app.dash.needsAt = Date.now();
   const r = await askQuietly({ op: 'needs', scope: s.scope });
-  if (r && Array.isArray(r.needs)) {
-    app.dash.needs = r.needs;
-    drawDashNeeds();
-  }
+  if (r && Array.isArray(r.needs)) app.dash.needs = r.needs;
+  else if (r && r.error !== 'disconnected' && !app.dash.needs) app.dash.needs = []; // not "loading" for ever
+  drawDashNeeds();
 }
 
 let dashGroupsBusy = false;

@@ -71,7 +71,7 @@ test('escalation: cadre → town (answers, sends on) → district (resolves); th
   // group instead, it is first in the queue.
   const town = (await phone(TOWN_OFFICER, { wait: 'home' })).page;
   await town.waitForSelector(`#escalated .gov-item[data-group="4"][data-seq="${seq}"]`, { timeout: 15_000 });
-  await town.evaluate(() => document.querySelector('#escalated').scrollIntoView());
+  await town.evaluate(() => window.scrollTo(0, document.querySelector('#dash-escalated').getBoundingClientRect().top + window.scrollY - 70));
   await shot(town, 'web-25-town-dashboard-escalated');
   await town.locator('.dash-group[data-group="4"]').click();
   await town.click('.tab[data-channel="requests"]');
