@@ -103,6 +103,8 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// The governance clock and the disclosure chain's lock.
     pub governance: crate::governance::Governance,
+    /// This node's pictures (`images.rs`); shared with the cluster feed.
+    pub images: Arc<crate::images::Images>,
 }
 
 /// What a connection slot is counted against.
@@ -145,6 +147,7 @@ impl Hub {
             LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
             governance: crate::governance::Governance::new(config.governance.clone()),
+            images: Arc::new(crate::images::Images::new(&config.data_dir, config.images.clone())),
             external,
             login_limiter,
             config,
@@ -299,6 +302,10 @@ impl Hub {
             }
         };
         self.serves(group)?;
+        // Only a message with pictures pays for looking them up.
+        if !body.images.is_empty() {
+            self.check_images(&body.images).await?;
+        }
         if let Some(target) = body.reply_to {
             if target == 0 || target > self.fanout.head(group) {
                 return Err(OpError::bad_request("reply_to names no event of this group"));

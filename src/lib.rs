@@ -20,6 +20,7 @@ pub mod fanout;
 pub mod governance;
 pub mod http;
 pub mod hub;
+pub mod images;
 pub mod limiter;
 pub mod lock;
 pub mod log;
