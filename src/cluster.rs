@@ -635,3 +635,115 @@ mod tests {
         }
     }
 }
+
+// --- presence ---
+// Who is online, across nodes: each node keeps, per group, the set of the
+// group's members with a connection open on it (`vh:{vhp}:on:<group>:<node>`,
+// under a TTL refreshed every few rounds so a dead node's sets go away),
+// and announces which groups changed in a short stream (`vh:{vhp}:changes`)
+// that every node reads to learn which counts to push again. A group's
+// online members are the union of its sets on the nodes whose last round
+// is recent. All presence keys share one hash tag, so a round is one
+// pipeline to one slot.
+
+/// A node whose last round is older than this is not counted.
+pub const PRESENCE_TTL_MS: i64 = 15_000;
+/// Changes kept in the stream (approximate).
+const PRESENCE_CHANGES_MAX: usize = 10_000;
+const NODES_KEY: &str = "vh:{vhp}:nodes";
+const CHANGES_KEY: &str = "vh:{vhp}:changes";
+
+fn online_key(group: Id, node: &str) -> String {
+    format!("vh:{{vhp}}:on:{group}:{node}")
+}
+
+/// What one presence round learnt.
+#[derive(Debug, Default)]
+pub struct PresenceRound {
+    /// Groups whose online members changed on some node since `after`.
+    pub changed: Vec<Id>,
+    /// The id of the last change read (the next round's `after`).
+    pub last: String,
+    /// Nodes counted (their last round is recent), sorted.
+    pub nodes: Vec<String>,
+}
+
+impl Cluster {
+    /// One presence round: replaces this node's sets of the `changed`
+    /// groups, refreshes the TTL of the `refresh` groups' sets, announces
+    /// the change and reads every node's changes after `after` (empty:
+    /// start from now).
+    pub async fn presence_round(
+        &self,
+        node: &str,
+        changed: &[(Id, Vec<Id>)],
+        refresh: &[Id],
+        after: &str,
+        now: protocol::Millis,
+    ) -> redis::RedisResult<PresenceRound> {
+        let mut conn = self.commands.clone();
+        let ttl = PRESENCE_TTL_MS * 4;
+        let mut pipe = redis::pipe();
+        for (group, online) in changed {
+            let key = online_key(*group, node);
+            pipe.cmd("DEL").arg(&key).ignore();
+            if !online.is_empty() {
+                pipe.cmd("SADD").arg(&key).arg(online).ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            }
+        }
+        for group in refresh {
+            pipe.cmd("PEXPIRE").arg(online_key(*group, node)).arg(ttl).ignore();
+        }
+        pipe.cmd("ZADD").arg(NODES_KEY).arg(now).arg(node).ignore();
+        pipe.cmd("ZREMRANGEBYSCORE").arg(NODES_KEY).arg("-inf").arg(now - ttl).ignore();
+        if !changed.is_empty() {
+            let groups = changed.iter().map(|(g, _)| g.to_string()).collect::<Vec<_>>().join(",");
+            pipe.cmd("XADD")
+                .arg(CHANGES_KEY)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(PRESENCE_CHANGES_MAX)
+                .arg("*")
+                .arg("groups")
+                .arg(groups)
+                .ignore();
+        }
+        type Entry = (String, Vec<(String, String)>);
+        if after.is_empty() {
+            pipe.cmd("XREVRANGE").arg(CHANGES_KEY).arg("+").arg("-").arg("COUNT").arg(1);
+        } else {
+            pipe.cmd("XRANGE").arg(CHANGES_KEY).arg(format!("({after}")).arg("+").arg("COUNT").arg(10_000);
+        }
+        pipe.cmd("ZRANGEBYSCORE").arg(NODES_KEY).arg(now - PRESENCE_TTL_MS).arg("+inf");
+        let (entries, mut nodes): (Vec<Entry>, Vec<String>) = pipe.query_async(&mut conn).await?;
+        nodes.sort_unstable();
+        let mut round = PresenceRound { last: after.to_string(), nodes, ..Default::default() };
+        if let Some((id, _)) = entries.last() {
+            round.last = id.clone();
+        }
+        if !after.is_empty() {
+            for (_, fields) in entries {
+                for (_, groups) in fields.iter().filter(|(k, _)| k == "groups") {
+                    round.changed.extend(groups.split(',').filter_map(|g| g.parse::<Id>().ok()));
+                }
+            }
+        }
+        Ok(round)
+    }
+
+    /// The online members of each of `groups` on any of `nodes`.
+    pub async fn online_in(&self, nodes: &[String], groups: &[Id]) -> redis::RedisResult<Vec<Vec<Id>>> {
+        if nodes.is_empty() || groups.is_empty() {
+            return Ok(vec![Vec::new(); groups.len()]);
+        }
+        let mut conn = self.commands.clone();
+        let mut pipe = redis::pipe();
+        for group in groups {
+            let keys: Vec<String> = nodes.iter().map(|n| online_key(*group, n)).collect();
+            pipe.cmd("SUNION").arg(keys);
+        }
+        pipe.query_async(&mut conn).await
+    }
+}
+// --- end presence ---

@@ -105,6 +105,24 @@ pub struct ServeArgs {
     /// Early-warning keyword lexicon: one keyword a line (`warnings.rs`).
     #[arg(long, env = "VILLAGEHUB_WARNING_LEXICON")]
     pub warning_lexicon: Option<PathBuf>,
+    /// Spike warnings: the window whose chat messages are counted, minutes
+    /// (10).
+    #[arg(long)]
+    pub spike_window_minutes: Option<f64>,
+    /// Spike warnings: hours before the window that give a group's
+    /// baseline (24).
+    #[arg(long)]
+    pub spike_baseline_hours: Option<f64>,
+    /// Spike warnings: how many times the baseline per window is a spike (5).
+    #[arg(long)]
+    pub spike_factor: Option<f64>,
+    /// Spike warnings: fewest messages in a window that can be a spike (30).
+    #[arg(long)]
+    pub spike_min_messages: Option<u64>,
+    /// Backlog warnings: unanswered overdue requests of a group that raise
+    /// one (3).
+    #[arg(long)]
+    pub backlog_threshold: Option<usize>,
     /// Events kept in the directory log's stream in Redis.
     #[arg(long)]
     pub redis_directory_stream_max: Option<u64>,
@@ -235,6 +253,8 @@ pub struct Config {
     pub governance: crate::governance::GovernanceConfig,
     /// Picture uploads (`images`).
     pub images: crate::images::ImagesConfig,
+    /// Spike and backlog thresholds of the early warnings.
+    pub warnings: crate::warnings::WarningConfig,
 }
 
 /// Settings of `external.rs` and `limiter.rs`.
@@ -391,6 +411,24 @@ impl ServeArgs {
             "login limits must be ≥ 1"
         );
         let hours = |h: f64| (h * 3_600_000.0) as i64;
+        let defaults = crate::warnings::WarningConfig::default();
+        let warnings = crate::warnings::WarningConfig {
+            spike_window_ms: self
+                .spike_window_minutes
+                .map(|m| (m * 60_000.0) as i64)
+                .unwrap_or(defaults.spike_window_ms),
+            spike_baseline_ms: self.spike_baseline_hours.map(hours).unwrap_or(defaults.spike_baseline_ms),
+            spike_factor: self.spike_factor.unwrap_or(defaults.spike_factor),
+            spike_min_messages: self.spike_min_messages.unwrap_or(defaults.spike_min_messages),
+            backlog_threshold: self.backlog_threshold.unwrap_or(defaults.backlog_threshold),
+        };
+        anyhow::ensure!(
+            warnings.spike_window_ms >= 60_000
+                && warnings.spike_baseline_ms >= warnings.spike_window_ms
+                && warnings.spike_factor > 0.0
+                && warnings.backlog_threshold >= 1,
+            "spike window ≥ 1 minute, baseline ≥ window, factor > 0, backlog threshold ≥ 1"
+        );
         let governance = crate::governance::GovernanceConfig {
             first_response_ms: hours(self.first_response_hours.unwrap_or(15.0)),
             escalate_after_ms: hours(self.escalate_after_hours.unwrap_or(9.0)),
@@ -415,6 +453,7 @@ impl ServeArgs {
         );
         Ok(Config {
             images,
+            warnings,
             governance,
             auth,
             listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap()),

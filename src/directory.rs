@@ -146,6 +146,17 @@ pub enum DirectoryChange {
         account: Id,
         at: Millis,
     },
+    /// An early warning (see `warnings.rs`). `key` names what it is about
+    /// (`spike:4:2941…`); a second change with a key already applied is
+    /// a no-op, so every node of a cluster may raise the same warning.
+    WarningRaised {
+        key: String,
+        group: Id,
+        reason: String,
+        detail: String,
+        links: Vec<protocol::WarningLink>,
+        at: Millis,
+    },
 }
 
 impl DirectoryChange {
@@ -170,6 +181,7 @@ impl DirectoryChange {
             DirectoryChange::AccountDisabled { .. } => "account_disabled",
             DirectoryChange::PasswordSet { .. } => "password_set",
             DirectoryChange::TokensRevoked { .. } => "tokens_revoked",
+            DirectoryChange::WarningRaised { .. } => "warning_raised",
         }
     }
 }
@@ -353,6 +365,9 @@ impl Directory {
                 }
                 Ok(())
             }
+            DirectoryChange::WarningRaised { group, .. } => {
+                self.groups.contains_key(group).then_some(()).ok_or(DirectoryError::Missing("group"))
+            }
             other => self.check_membership(other),
         }
     }
@@ -374,6 +389,8 @@ impl Directory {
                 self.insert_account(AccountRecord { id: seq, phone, name, password_hash });
             }
             DirectoryChange::RoleSet { account, group, role } => self.set_role(account, group, role),
+            // Stored as a view only (`warnings` table); nothing in memory.
+            DirectoryChange::WarningRaised { .. } => {}
             other => self.apply_membership(seq, &other),
         }
     }
@@ -408,6 +425,8 @@ pub fn apply_to_views(conn: &Connection, seq: u64, change: &DirectoryChange) -> 
             )?
             .execute(params![*account as i64, *group as i64, role.as_str()])?;
         }
+        // Stored by the writer, which also pushes it (see `log.rs`).
+        DirectoryChange::WarningRaised { .. } => {}
         other => crate::membership::apply_to_views(conn, seq, other)?,
     }
     Ok(())

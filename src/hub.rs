@@ -105,6 +105,8 @@ pub struct Hub {
     pub governance: crate::governance::Governance,
     /// This node's pictures (`images.rs`); shared with the cluster feed.
     pub images: Arc<crate::images::Images>,
+    /// This node's name and the nodes counted for presence.
+    pub presence: crate::presence::Presence,
 }
 
 /// What a connection slot is counted against.
@@ -148,6 +150,7 @@ impl Hub {
         Hub {
             governance: crate::governance::Governance::new(config.governance.clone()),
             images: Arc::new(crate::images::Images::new(&config.data_dir, config.images.clone())),
+            presence: crate::presence::Presence::default(),
             external,
             login_limiter,
             config,

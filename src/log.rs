@@ -23,14 +23,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::auth::unix_millis;
 use crate::cluster::Cluster;
 use crate::directory::{apply_to_views, Directory, DirectoryChange, DirectoryError};
 use crate::fanout::{Delivery, Fanout};
@@ -195,6 +194,10 @@ pub struct Applied {
     /// (cluster mode: two nodes raced for the same phone, say). Taken by the
     /// waiting caller; bounded by pruning old entries.
     refused: Mutex<HashMap<Seq, DirectoryError>>,
+    /// Messages per group and minute, for spike warnings.
+    pub activity: crate::warnings::Activity,
+    /// Live-figure watches and the groups changed since their last push.
+    pub live: crate::live::Watches,
 }
 
 impl Applied {
@@ -209,6 +212,10 @@ struct LogInner {
     applied: Arc<Applied>,
     /// Set in cluster mode: Redis sequences, this node applies.
     cluster: OnceLock<Arc<Cluster>>,
+    /// Keyword warnings of acked posts, to the task that appends them
+    /// (`warnings::run_raiser`). Unbounded: one per post that hits the
+    /// lexicon, which is rare, and each is small.
+    raiser: mpsc::UnboundedSender<DirectoryChange>,
 }
 
 /// Handle to the writer thread. Cloning is cheap.
@@ -241,7 +248,11 @@ impl Log {
         let applied = Arc::new(Applied {
             directory_head: watch::Sender::new(directory_head),
             refused: Mutex::new(HashMap::new()),
+            activity: crate::warnings::Activity::default(),
+            live: crate::live::Watches::default(),
         });
+        let groups: Vec<Id> = heads.keys().copied().filter(|log| *log != DIRECTORY_LOG).collect();
+        applied.activity.warm_up(&conn, &groups, crate::clock::now())?;
         let (fanout_tx, fanout_rx) = mpsc::unbounded_channel();
         tokio::spawn(run_fanout(fanout.clone(), fanout_rx));
         let writer = Writer {
@@ -260,8 +271,11 @@ impl Log {
             .name("log-writer".into())
             .spawn(move || writer.run(rx))
             .expect("spawn log writer");
-        let inner = LogInner { tx, metrics, applied, cluster: OnceLock::new() };
-        Ok((Log { inner: Arc::new(inner) }, handle))
+        let (raiser, raise_rx) = mpsc::unbounded_channel();
+        let inner = LogInner { tx, metrics, applied, cluster: OnceLock::new(), raiser };
+        let log = Log { inner: Arc::new(inner) };
+        tokio::spawn(crate::warnings::run_raiser(log.clone(), raise_rx));
+        Ok((log, handle))
     }
 
     pub fn metrics(&self) -> &LogMetrics {
@@ -285,16 +299,25 @@ impl Log {
     /// accepted by Redis (cluster; directory changes also wait until applied
     /// here, to learn whether they took effect).
     pub async fn append(&self, append: Append) -> Result<Appended, LogError> {
-        if let Some(cluster) = self.inner.cluster.get() {
-            return cluster.append(append, &self.inner.applied).await;
+        let keyword = match &append {
+            Append::Group { body, .. } => crate::warnings::keyword_hit(body),
+            Append::Directory(_) => None,
+        };
+        let appended = if let Some(cluster) = self.inner.cluster.get() {
+            cluster.append(append, &self.inner.applied).await
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.inner
+                .tx
+                .send(Command::Append { append: Prepared::new(append), reply })
+                .await
+                .map_err(|_| LogError::Unavailable("the log is closed".into()))?;
+            rx.await.map_err(|_| LogError::Unavailable("the log writer stopped".into()))?
+        };
+        if let (Some(detail), Ok(Appended::Group { group, seq, duplicate: false })) = (keyword, &appended) {
+            let _ = self.inner.raiser.send(crate::warnings::keyword_warning(*group, *seq, detail));
         }
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Command::Append { append: Prepared::new(append), reply })
-            .await
-            .map_err(|_| LogError::Unavailable("the log is closed".into()))?;
-        rx.await.map_err(|_| LogError::Unavailable("the log writer stopped".into()))?
+        appended
     }
 
     /// Applies events sequenced elsewhere (in seq order per log; already
@@ -364,8 +387,14 @@ struct Effects {
     deliveries: Vec<Delivery>,
     refused: Vec<(Seq, DirectoryError)>,
     directory_touched: bool,
-    /// Early warnings raised by this batch, pushed after the commit.
+    /// New early warnings of this batch, pushed after the commit.
     warnings: Vec<protocol::Warning>,
+    /// Keys of the warnings applied in this batch (new or repeated).
+    warning_keys: Vec<String>,
+    /// Chat messages `(group, seq, ts)`, counted for spike warnings.
+    messages: Vec<(Id, Seq, Millis)>,
+    /// The batch's changes to the figures view.
+    figures: crate::live::FigureDeltas,
     undo: HashMap<Id, Option<(Seq, Millis)>>,
 }
 
@@ -413,7 +442,7 @@ impl Writer {
 
     fn run_batch(&mut self, batch: Vec<Command>) {
         let started = Instant::now();
-        let now = unix_millis(SystemTime::now());
+        let now = crate::clock::now();
         let mut fx = Effects::default();
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
 
@@ -450,6 +479,7 @@ impl Writer {
                     Command::Close => {}
                 }
             }
+            fx.figures.write(&tx)?;
             tx.commit()
         })();
 
@@ -483,6 +513,13 @@ impl Writer {
                 }
                 // Tell the connections of the accounts concerned.
                 crate::presence::after_commit(&state.fanout.accounts, &state.directory);
+                state.applied.activity.record(&fx.messages);
+                if !fx.figures.is_empty() {
+                    state.applied.live.touch(fx.figures.groups());
+                }
+                for key in &fx.warning_keys {
+                    state.applied.activity.note_raised(key);
+                }
                 crate::warnings::push(&state.fanout.accounts, &state.directory, fx.warnings);
                 for answer in answers {
                     match answer {
@@ -597,7 +634,10 @@ impl State {
         } else {
             // Views derived from group events (hidden messages, audit).
             crate::moderation::apply_group_frame(tx, event.log, event.seq, &event.frame)?;
-            fx.warnings.extend(crate::warnings::check_frame(event.log, event.seq, &event.frame));
+            if event.kind == "message" {
+                fx.messages.push((event.log, event.seq, event.ts));
+            }
+            fx.figures.add(event.log, event.author, &event.kind, &event.frame);
             fx.deliveries.push(Delivery {
                 group: event.log,
                 seq: event.seq,
@@ -628,6 +668,10 @@ impl State {
         match dir.check(&change) {
             Ok(()) => {
                 apply_to_views(tx, seq, &change)?;
+                if let DirectoryChange::WarningRaised { key, .. } = &change {
+                    fx.warnings.extend(crate::warnings::store(tx, seq, &change)?);
+                    fx.warning_keys.push(key.clone());
+                }
                 // Applied to memory now so that later changes of this batch
                 // see it; undone by a reload if the commit fails.
                 dir.apply(seq, &change);

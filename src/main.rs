@@ -161,6 +161,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(keywords = n, "warning lexicon loaded");
     }
     let config = args.resolve()?;
+    villagehub::warnings::configure(config.warnings.clone());
     let listen = config.listen;
     let demo = config.demo;
     let node = Node::open(config)?;

@@ -397,7 +397,8 @@ impl Directory {
             | C::TownCreated { .. }
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
-            | C::RoleSet { .. } => unreachable!("checked in directory.rs"),
+            | C::RoleSet { .. }
+            | C::WarningRaised { .. } => unreachable!("checked in directory.rs"),
         }
     }
 
@@ -505,7 +506,8 @@ impl Directory {
             | C::TownCreated { .. }
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
-            | C::RoleSet { .. } => unreachable!("applied in directory.rs"),
+            | C::RoleSet { .. }
+            | C::WarningRaised { .. } => unreachable!("applied in directory.rs"),
         }
     }
 }
@@ -730,7 +732,8 @@ pub fn apply_to_views(conn: &Connection, seq: Seq, change: &DirectoryChange) -> 
         | C::TownCreated { .. }
         | C::GroupCreated { .. }
         | C::AccountCreated { .. }
-        | C::RoleSet { .. } => unreachable!("applied in directory.rs"),
+        | C::RoleSet { .. }
+        | C::WarningRaised { .. } => unreachable!("applied in directory.rs"),
     }
     Ok(())
 }

@@ -43,6 +43,10 @@ pub enum Notice {
     Receipts(Box<protocol::Receipts>),
     /// An early warning for a group this account is in charge of.
     Warning(Box<protocol::Warning>),
+    /// Figures of a watched scope changed (`watch_stats`).
+    Stats(Box<protocol::Stats>),
+    /// The number of members online in a subscribed group changed.
+    Presence { group: Id, online: u64 },
 }
 
 /// account → (connection id, notice sender) of each of its connections.
@@ -81,6 +85,11 @@ impl Accounts {
                 tracing::warn!(account, "notice queue full; a membership notice was dropped");
             }
         }
+    }
+
+    /// Accounts with at least one connection open on this node.
+    pub fn online_accounts(&self) -> Vec<Id> {
+        self.conns.lock().unwrap().keys().copied().collect()
     }
 
     /// Connections open for an account (tests, metrics).
@@ -180,31 +189,196 @@ fn notify_change(accounts: &Accounts, _seq: Seq, change: &DirectoryChange) {
         | C::Registered { .. }
         | C::HouseholdCreated { .. }
         | C::HouseholdJoined { .. }
-        | C::PartySet { .. } => {}
+        | C::PartySet { .. }
+        | C::WarningRaised { .. } => {}
     }
 }
 
-/// `presence`: the members of `group` with a connection open on this node.
-/// Cadres, the secretary and officers also learn who. Not yet counted
-/// across nodes in cluster mode (each node answers for its own
-/// connections).
-pub fn online(
+/// How often online counts are recomputed and pushed.
+pub const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Online members across nodes (cluster mode; see `cluster.rs`), shared by
+/// the presence task and the `presence` op.
+#[derive(Debug)]
+pub struct Presence {
+    /// This node's name in Redis: random per start, so a restarted node
+    /// never inherits a dead one's sets.
+    pub node: String,
+    /// Nodes counted at the last round. A std mutex: copied out.
+    nodes: Mutex<Vec<String>>,
+    /// group → the connections here that asked `presence` for it and get
+    /// its `presence_update` pushes (opt-in: most residents never look,
+    /// and a push to every member whenever someone comes or goes would
+    /// cost their phones data and the server a delivery each).
+    /// Each with the count it was last told.
+    watchers: Mutex<HashMap<Id, Vec<Watcher>>>,
+}
+
+impl Default for Presence {
+    fn default() -> Self {
+        let node = format!("{:016x}", rand::random::<u64>());
+        Presence { node, nodes: Mutex::new(Vec::new()), watchers: Mutex::new(HashMap::new()) }
+    }
+}
+
+#[derive(Debug)]
+struct Watcher {
+    conn: u64,
+    tx: mpsc::Sender<Notice>,
+    told: u64,
+}
+
+impl Presence {
+    /// `conn` gets the group's changes from now on; it was told `online`.
+    fn watch(&self, group: Id, conn: u64, tx: mpsc::Sender<Notice>, online: u64) {
+        let mut watchers = self.watchers.lock().unwrap();
+        let list = watchers.entry(group).or_default();
+        match list.iter_mut().find(|w| w.conn == conn) {
+            Some(w) => w.told = online,
+            None => list.push(Watcher { conn, tx, told: online }),
+        }
+    }
+
+    /// Ends a connection's presence pushes (it closed, or unsubscribed
+    /// from `group`; `None`: every group).
+    pub fn forget(&self, conn: u64, group: Option<Id>) {
+        let mut watchers = self.watchers.lock().unwrap();
+        watchers.retain(|g, list| {
+            if group.is_none_or(|only| only == *g) {
+                list.retain(|w| w.conn != conn);
+            }
+            !list.is_empty()
+        });
+    }
+
+    fn watched(&self) -> Vec<Id> {
+        self.watchers.lock().unwrap().keys().copied().collect()
+    }
+
+    /// Tells the group's watchers its count, unless they know it already.
+    fn tell(&self, group: Id, online: u64) {
+        let mut watchers = self.watchers.lock().unwrap();
+        for w in watchers.get_mut(&group).into_iter().flatten().filter(|w| w.told != online) {
+            // try_send never waits, so the lock is not held across a wait.
+            // A full queue drops this count; the next change sends it again.
+            if w.tx.try_send(Notice::Presence { group, online }).is_ok() {
+                w.told = online;
+            }
+        }
+    }
+}
+
+/// Members of each group with a connection open on this node.
+fn local_online(hub: &crate::hub::Hub) -> HashMap<Id, Vec<Id>> {
+    let mut online = hub.fanout.accounts.online_accounts();
+    online.sort_unstable();
+    let dir = hub.directory.read().unwrap();
+    let mut groups: HashMap<Id, Vec<Id>> = HashMap::new();
+    for account in online {
+        for (group, _) in dir.memberships(account) {
+            groups.entry(*group).or_default().push(account);
+        }
+    }
+    groups
+}
+
+/// Recounts, once per `PRESENCE_EVERY`, the groups whose online members
+/// changed (on any node) and pushes `presence_update` to the connections
+/// here that watch them; in cluster mode also publishes this node's part.
+pub async fn run(hub: std::sync::Arc<crate::hub::Hub>) {
+    let mut tick = tokio::time::interval(PRESENCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut published: HashMap<Id, Vec<Id>> = HashMap::new();
+    let mut last_change = String::new();
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        rounds += 1;
+        let local = local_online(&hub);
+        let mut changed: Vec<(Id, Vec<Id>)> = local
+            .iter()
+            .filter(|(group, online)| published.get(group) != Some(online))
+            .map(|(group, online)| (*group, online.clone()))
+            .collect();
+        changed.extend(published.keys().filter(|g| !local.contains_key(g)).map(|g| (*g, Vec::new())));
+        let watched = hub.presence.watched();
+        // A watcher added since the last round was told a count that
+        // included every change made before; later ones are in `changed`
+        // (here) or in the changes stream (other nodes).
+        let mut recount: Vec<Id> = changed.iter().map(|(g, _)| *g).collect();
+        let counts: HashMap<Id, u64> = match hub.log.cluster() {
+            None => recount.iter().map(|g| (*g, local.get(g).map_or(0, Vec::len) as u64)).collect(),
+            Some(cluster) => {
+                // TTLs are refreshed every fifth round (the TTL is four
+                // node timeouts, far longer).
+                let refresh: Vec<Id> =
+                    if rounds.is_multiple_of(5) { local.keys().copied().collect() } else { Vec::new() };
+                let node = &hub.presence.node;
+                let now = crate::clock::now();
+                let round = match cluster.presence_round(node, &changed, &refresh, &last_change, now).await {
+                    Ok(round) => round,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence round failed; retried next round");
+                        continue;
+                    }
+                };
+                let nodes_changed = *hub.presence.nodes.lock().unwrap() != round.nodes;
+                if nodes_changed || last_change.is_empty() {
+                    recount.extend(watched.iter().copied());
+                }
+                recount.extend(round.changed);
+                last_change = round.last;
+                *hub.presence.nodes.lock().unwrap() = round.nodes.clone();
+                recount.retain(|g| watched.contains(g));
+                recount.sort_unstable();
+                recount.dedup();
+                match cluster.online_in(&round.nodes, &recount).await {
+                    Ok(online) => recount.iter().zip(online).map(|(g, o)| (*g, o.len() as u64)).collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence count failed; retried next round");
+                        continue;
+                    }
+                }
+            }
+        };
+        for (group, online) in changed {
+            if online.is_empty() {
+                published.remove(&group);
+            } else {
+                published.insert(group, online);
+            }
+        }
+        for (group, count) in counts {
+            hub.presence.tell(group, count);
+        }
+    }
+}
+
+/// `presence`: the members of `group` with a connection open on any node
+/// (this node's counted now, other nodes' as of their last round, at most
+/// `PRESENCE_EVERY` old). Cadres, the secretary and officers also learn
+/// who. The connection then gets `presence_update` pushes for the group
+/// until it unsubscribes from it or closes.
+pub async fn online(
     hub: &crate::hub::Hub,
     account: &crate::hub::Account,
+    conn: (u64, mpsc::Sender<Notice>),
     id: u64,
     group: Id,
 ) -> Result<protocol::ServerFrame, crate::hub::OpError> {
     let sight = hub.sight(account, group)?;
-    let mut who: Vec<Id> = hub
-        .directory
-        .read()
-        .unwrap()
-        .members_of(group)
-        .into_iter()
-        .map(|(member, _)| member)
-        .filter(|member| hub.fanout.accounts.connections(*member) > 0)
-        .collect();
+    let mut who: Vec<Id> = local_online(hub).remove(&group).unwrap_or_default();
+    if let Some(cluster) = hub.log.cluster() {
+        let nodes: Vec<String> =
+            hub.presence.nodes.lock().unwrap().iter().filter(|n| **n != hub.presence.node).cloned().collect();
+        match cluster.online_in(&nodes, &[group]).await {
+            Ok(mut remote) => who.extend(remote.pop().unwrap_or_default()),
+            Err(e) => tracing::warn!(error = %e, "presence on other nodes unknown"),
+        }
+    }
     who.sort_unstable();
+    who.dedup();
+    hub.presence.watch(group, conn.0, conn.1, who.len() as u64);
     let may_see_who = sight.officer.is_some() || matches!(sight.member, Some(Role::Cadre | Role::Secretary));
     Ok(protocol::ServerFrame::Presence {
         id,

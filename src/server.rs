@@ -112,9 +112,13 @@ pub async fn serve(
         });
     let server = tokio::spawn(server.into_future());
     let sweeper = tokio::spawn(crate::governance::run_sweeper(hub.clone()));
+    let live = tokio::spawn(crate::live::run(hub.clone()));
+    let presence = tokio::spawn(crate::presence::run(hub.clone()));
 
     stop.await;
     sweeper.abort();
+    live.abort();
+    presence.abort();
     tracing::info!("shutting down: no new connections, draining sessions");
     let _ = stopped_tx.send(());
     let _ = shutdown_tx.send(true);

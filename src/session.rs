@@ -146,6 +146,8 @@ pub async fn run(hub: Arc<Hub>, mut ws: Ws, peer: SocketAddr, mut shutdown: watc
     if let Some(account) = &session.account {
         hub.fanout.accounts.unregister(account.id, conn);
     }
+    hub.log.applied().live.forget(conn);
+    hub.presence.forget(conn, None);
     hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -412,6 +414,7 @@ impl Session {
                     self.subs.remove(i);
                     self.hub.fanout.unsubscribe(group, self.conn);
                 }
+                self.hub.presence.forget(self.conn, Some(group));
                 ServerFrame::Unsubscribed { id, group }
             }
             ClientOp::Send { id, group, channel: _, body, client_key } => {
@@ -507,11 +510,25 @@ impl Session {
                 id,
                 stats: crate::stats::stats(&self.hub, &account, &scope, from, to).await?,
             },
-            ClientOp::Presence { id, group } => crate::presence::online(&self.hub, &account, id, group)?,
+            ClientOp::Presence { id, group } => {
+                let conn = (self.conn, self.notice_tx.clone());
+                crate::presence::online(&self.hub, &account, conn, id, group).await?
+            }
             ClientOp::Needs { id, scope, from, to } => {
                 let (scope, from, to, needs) =
                     crate::stats::needs(&self.hub, &account, &scope, from, to).await?;
                 ServerFrame::Needs { id, scope, from, to, needs }
+            }
+            ClientOp::Warnings { id, scope, before, limit } => {
+                crate::warnings::list(&self.hub, &account, id, &scope, before, limit).await?
+            }
+            ClientOp::WatchStats { id, scope } => {
+                let tx = self.notice_tx.clone();
+                crate::live::watch(&self.hub, &account, self.conn, tx, id, &scope).await?
+            }
+            ClientOp::UnwatchStats { id, scope } => crate::live::unwatch(&self.hub, self.conn, id, &scope)?,
+            ClientOp::Escalated { id, scope } => {
+                crate::live::escalated(&self.hub, &account, id, &scope).await?
             }
         };
         Ok(Reply::Frame(frame))
@@ -538,6 +555,10 @@ impl Session {
             }
             Notice::Receipts(receipts) => self.send_frame(ws, &ServerFrame::Receipts(*receipts)).await,
             Notice::Warning(warning) => self.send_frame(ws, &ServerFrame::Warning(*warning)).await,
+            Notice::Stats(stats) => self.send_frame(ws, &ServerFrame::StatsUpdate { stats: *stats }).await,
+            Notice::Presence { group, online } => {
+                self.send_frame(ws, &ServerFrame::PresenceUpdate { group, online }).await
+            }
         }
     }
 

@@ -20,7 +20,7 @@ pub const DIRECTORY_LOG: Id = 0;
 
 /// Bumped whenever the schema changes; `open` migrates older files with
 /// `MIGRATIONS`, and creates new ones directly at this version.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// `MIGRATIONS[v - 1]` takes a store from schema v to v + 1. Each runs in
 /// one transaction with the version bump, so a crash mid-migration leaves
@@ -37,6 +37,10 @@ const MIGRATIONS: &[&str] = &[
     crate::membership::SCHEMA,
     // 3 → 4: the governance channels (an index by event kind).
     crate::governance::SCHEMA,
+    // 4 → 5: stored early warnings (none were stored before).
+    crate::warnings::SCHEMA,
+    // 5 → 6: the live figures view, filled from the stored events.
+    crate::live::SCHEMA,
 ];
 
 const SCHEMA: &str = r#"
@@ -387,6 +391,8 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(crate::membership::SCHEMA)?;
             tx.execute_batch(crate::governance::SCHEMA)?;
+            tx.execute_batch(crate::warnings::SCHEMA)?;
+            tx.execute_batch(crate::live::SCHEMA)?;
             tx.execute(set_version, [SCHEMA_VERSION.to_string()])?;
             tx.commit()?;
         }

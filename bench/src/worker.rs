@@ -702,7 +702,9 @@ impl Conn {
             ServerFrame::Membership(_)
             | ServerFrame::Application(_)
             | ServerFrame::Receipts(_)
-            | ServerFrame::Warning(_) => {}
+            | ServerFrame::Warning(_)
+            | ServerFrame::StatsUpdate { .. }
+            | ServerFrame::PresenceUpdate { .. } => {}
             ServerFrame::Event(_) => unreachable!("events are handled by on_event"),
             _ => self.violation("reply to an op never sent"),
         }

@@ -172,6 +172,30 @@ pub enum ClientOp {
     /// cadres, the secretary and officers also get who. Reply: `presence`.
     Presence { id: u64, group: Id },
     // --- end presence ---
+    // --- early warnings ---
+    /// Stored early warnings of a scope (`group:G` for its cadres, `town:T`,
+    /// `district:D` for officers), newest first. Reply: `warnings`.
+    Warnings {
+        id: u64,
+        scope: String,
+        /// Only warnings with `seq < before`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Seq>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    // --- end early warnings ---
+    // --- live statistics ---
+    /// Figures of a scope since the start, then a `stats_update` push each
+    /// time they change (at most about once a second). Same rights as
+    /// `stats`. Reply: `stats`.
+    WatchStats { id: u64, scope: String },
+    /// Stop the pushes of a `watch_stats`. Reply: `done`.
+    UnwatchStats { id: u64, scope: String },
+    /// Officers: the escalated requests of a scope (`town:T`, `district:D`;
+    /// `group:G` for its cadres), oldest escalation first. Reply: `escalated`.
+    Escalated { id: u64, scope: String },
+    // --- end live statistics ---
 }
 
 impl ClientOp {
@@ -202,7 +226,11 @@ impl ClientOp {
             | ClientOp::Broadcast { id, .. }
             | ClientOp::Stats { id, .. }
             | ClientOp::Needs { id, .. }
-            | ClientOp::Presence { id, .. } => *id,
+            | ClientOp::Presence { id, .. }
+            | ClientOp::Warnings { id, .. }
+            | ClientOp::WatchStats { id, .. }
+            | ClientOp::UnwatchStats { id, .. }
+            | ClientOp::Escalated { id, .. } => *id,
         }
     }
 
@@ -234,6 +262,10 @@ impl ClientOp {
             ClientOp::Stats { .. } => "stats",
             ClientOp::Needs { .. } => "needs",
             ClientOp::Presence { .. } => "presence",
+            ClientOp::Warnings { .. } => "warnings",
+            ClientOp::WatchStats { .. } => "watch_stats",
+            ClientOp::UnwatchStats { .. } => "unwatch_stats",
+            ClientOp::Escalated { .. } => "escalated",
         }
     }
 }
@@ -267,6 +299,10 @@ pub const OP_NAMES: &[&str] = &[
     "stats",
     "needs",
     "presence",
+    "warnings",
+    "watch_stats",
+    "unwatch_stats",
+    "escalated",
 ];
 
 /// The five channels of a group. Every event belongs to exactly one.
@@ -342,7 +378,18 @@ pub enum ServerFrame {
     /// Push to the cadres and officers in charge of a group: an early
     /// warning with its reason and links to the posts behind it.
     Warning(Warning),
+    /// Reply to `warnings`: newest first; `more` when older ones exist.
+    Warnings { id: u64, warnings: Vec<Warning>, more: bool },
     // --- end early warnings ---
+    // --- live statistics ---
+    /// Push after `watch_stats`: the scope's figures changed.
+    StatsUpdate { stats: Stats },
+    /// Reply to `escalated`.
+    Escalated { id: u64, requests: Vec<EscalatedRequest> },
+    /// Push to a group's subscribers: how many of its members are online
+    /// (across every node) changed.
+    PresenceUpdate { group: Id, online: u64 },
+    // --- end live statistics ---
     // --- presence ---
     /// Reply to `presence`: members online; `who` (account ids) only for
     /// cadres, the secretary and officers.
@@ -851,11 +898,18 @@ pub struct Need {
 // --- end statistics and needs ---
 
 // --- early warnings ---
-/// An early warning (pushed, not stored).
+/// An early warning: an event of the directory log (its `seq` there),
+/// pushed live and listed by `warnings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
+    /// Its seq in the directory log: the warning's id.
+    pub seq: Seq,
+    /// When it was raised (ms since the epoch).
+    pub at: Millis,
     pub group: Id,
-    /// `keyword` (a word of the lexicon).
+    /// `keyword` (a word of the lexicon), `spike` (message volume against
+    /// the group's own recent baseline) or `overdue_backlog` (unanswered
+    /// overdue requests).
     pub reason: String,
     /// For people: what was found.
     pub detail: String,
@@ -870,6 +924,25 @@ pub struct WarningLink {
     pub seq: Seq,
 }
 // --- end early warnings ---
+
+// --- live statistics ---
+/// An escalated request, as officers list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalatedRequest {
+    pub group: Id,
+    /// The seq of the `request` event.
+    pub seq: Seq,
+    pub category: String,
+    pub text: String,
+    pub filed_at: Millis,
+    pub escalated_at: Millis,
+    /// `town` or `district`: the latest escalation's level.
+    pub to: EscalationLevel,
+    pub automatic: bool,
+    /// `escalated` (nobody answered since), `responded` or `resolved`.
+    pub status: String,
+}
+// --- end live statistics ---
 
 /// Body of a `hide` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1538,6 +1611,10 @@ mod tests {
             r#"{"op":"stats","id":1,"scope":"group:4"}"#,
             r#"{"op":"needs","id":1,"scope":"group:4"}"#,
             r#"{"op":"presence","id":1,"group":4}"#,
+            r#"{"op":"warnings","id":1,"scope":"group:4"}"#,
+            r#"{"op":"watch_stats","id":1,"scope":"group:4"}"#,
+            r#"{"op":"unwatch_stats","id":1,"scope":"group:4"}"#,
+            r#"{"op":"escalated","id":1,"scope":"town:2"}"#,
         ];
         assert_eq!(ops.len(), OP_NAMES.len());
         for (json, name) in ops.iter().zip(OP_NAMES) {

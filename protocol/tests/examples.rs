@@ -90,7 +90,11 @@ fn every_example_round_trips() {
         "stats",
         "needs",
         "warning",
+        "warnings",
+        "stats_update",
+        "escalated",
         "presence",
+        "presence_update",
     ] {
         let documented = frames
             .iter()

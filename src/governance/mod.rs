@@ -17,9 +17,8 @@ pub mod likes;
 pub mod notices;
 pub mod requests;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -30,7 +29,6 @@ use rusqlite::{params, Connection};
 
 use protocol::{ApiError, Author, ErrorCode, Event, EventBody, Id, Millis, Role, Seq, ServerFrame};
 
-use crate::auth::unix_millis;
 use crate::http::AppState;
 use crate::hub::{Account, Hub, OpError};
 use crate::log::{Append, Appended};
@@ -71,9 +69,6 @@ impl Default for GovernanceConfig {
 /// that keeps a group's disclosure chain linear on this node.
 pub struct Governance {
     pub config: GovernanceConfig,
-    /// Milliseconds added to the wall clock; moved only by the test
-    /// endpoint, so deadlines can be crossed without sleeping.
-    offset: AtomicI64,
     /// Held from reading the chain's head to the commit of the next
     /// disclosure. A tokio mutex: it is held across the append's await.
     pub chain: tokio::sync::Mutex<()>,
@@ -81,16 +76,16 @@ pub struct Governance {
 
 impl Governance {
     pub fn new(config: GovernanceConfig) -> Governance {
-        Governance { config, offset: AtomicI64::new(0), chain: tokio::sync::Mutex::new(()) }
+        Governance { config, chain: tokio::sync::Mutex::new(()) }
     }
 
     /// Now, as deadlines see it.
     pub fn now(&self) -> Millis {
-        unix_millis(SystemTime::now()) + self.offset.load(Ordering::Relaxed)
+        crate::clock::now()
     }
 
     pub fn advance(&self, ms: i64) {
-        self.offset.fetch_add(ms.max(0), Ordering::Relaxed);
+        crate::clock::advance(ms);
     }
 }
 
@@ -290,6 +285,7 @@ pub async fn sweep(hub: &Hub) {
         if let Err(e) = deliberation::sweep_group(hub, group, now).await {
             tracing::warn!(group, error = %e.message, "topic sweep failed");
         }
+        crate::warnings::check_spike(hub, group, now).await;
     }
 }
 

@@ -192,11 +192,15 @@ pub async fn check(
 pub async fn sweep_group(hub: &Hub, group: Id, now: Millis) -> Result<(), OpError> {
     let map = read(hub, move |c| requests_of(c, group)).await?;
     let config = &hub.governance.config;
+    let mut backlog = Vec::new();
     for r in map.values() {
         if r.first_reply.is_some() || r.resolved.is_some() {
             continue;
         }
         let due = r.ts + config.first_response_ms;
+        if now >= due {
+            backlog.push(r.seq);
+        }
         if now >= due && !r.overdue {
             let body = EventBody::RequestOverdue(RequestOverdueBody { request: r.seq });
             append(hub, group, system_author(), Some(format!("overdue:{}", r.seq)), body).await?;
@@ -212,6 +216,8 @@ pub async fn sweep_group(hub: &Hub, group: Id, now: Millis) -> Result<(), OpErro
             append(hub, group, system_author(), Some(format!("escalated:{}", r.seq)), body).await?;
         }
     }
+    backlog.sort_unstable();
+    crate::warnings::check_backlog(hub, group, backlog, now).await;
     Ok(())
 }
 

@@ -161,6 +161,7 @@ impl Server {
             notices: VecDeque::new(),
             applications: VecDeque::new(),
             receipts: VecDeque::new(),
+            pushes: VecDeque::new(),
         }
     }
 
@@ -258,6 +259,8 @@ pub struct Client {
     pub applications: VecDeque<protocol::ApplicationInfo>,
     /// Read-receipt pushes (to cadres), likewise.
     pub receipts: VecDeque<protocol::Receipts>,
+    /// `stats_update`, `presence_update` and `warning` pushes, likewise.
+    pub pushes: VecDeque<ServerFrame>,
 }
 
 /// How a connection ended.
@@ -318,6 +321,9 @@ impl Client {
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
                 ServerFrame::Application(application) => self.applications.push_back(application),
                 ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
+                push @ (ServerFrame::StatsUpdate { .. }
+                | ServerFrame::PresenceUpdate { .. }
+                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
                 frame => {
                     assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
                     return frame;
@@ -434,6 +440,25 @@ impl Client {
         }
     }
 
+    /// The next `stats_update` or `presence_update` push (one that arrived
+    /// while waiting for a reply first); other frames are kept as `reply`
+    /// keeps them.
+    pub async fn push(&mut self) -> ServerFrame {
+        if let Some(push) = self.pushes.pop_front() {
+            return push;
+        }
+        loop {
+            match self.frame().await {
+                ServerFrame::Event(event) => self.events.push_back(event),
+                ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                ServerFrame::Application(application) => self.applications.push_back(application),
+                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
+                push @ (ServerFrame::StatsUpdate { .. } | ServerFrame::PresenceUpdate { .. }) => return push,
+                other => panic!("expected a push, got {other:?}"),
+            }
+        }
+    }
+
     /// Asserts that nothing but pings arrives for `wait`.
     pub async fn expect_silence(&mut self, wait: Duration) {
         assert!(self.events.is_empty(), "unread events: {:?}", self.events);
@@ -521,13 +546,17 @@ pub fn reply_id(frame: &ServerFrame) -> Option<u64> {
         | ServerFrame::BroadcastSent { id, .. }
         | ServerFrame::Stats { id, .. }
         | ServerFrame::Needs { id, .. }
-        | ServerFrame::Presence { id, .. } => Some(*id),
+        | ServerFrame::Presence { id, .. }
+        | ServerFrame::Warnings { id, .. }
+        | ServerFrame::Escalated { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
         ServerFrame::Event(_)
         | ServerFrame::Membership(_)
         | ServerFrame::Application(_)
         | ServerFrame::Receipts(_)
-        | ServerFrame::Warning(_) => None,
+        | ServerFrame::Warning(_)
+        | ServerFrame::StatsUpdate { .. }
+        | ServerFrame::PresenceUpdate { .. } => None,
     }
 }
 

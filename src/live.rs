@@ -1,0 +1,385 @@
+//! Live figures for dashboards: a view of each group's figures since its
+//! start, maintained by the log writer as events commit (so a district's
+//! figures are a sum over its groups' rows, not a re-read of millions of
+//! events), the `watch_stats` subscriptions that push them when they
+//! change, and the officers' list of escalated requests.
+//!
+//! The view is derived from the group logs alone, in the writer's
+//! transaction, like every other view; `stats` with a period still reads
+//! the events (`stats.rs`), and a test checks the two agree. This module
+//! must not write the store outside the writer's transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use protocol::{EscalatedRequest, EscalationLevel, EventBody, Id, Millis, ServerFrame, Stats};
+
+use crate::governance::{events_of, read};
+use crate::hub::{Account, Hub, OpError};
+use crate::presence::Notice;
+use crate::stats::{readable_groups, Scope};
+use crate::store::StoreError;
+
+/// Schema 5 → 6: the figures view, filled from the events already stored.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS figures (
+    "group" INTEGER PRIMARY KEY,
+    interactions INTEGER NOT NULL DEFAULT 0,
+    notices INTEGER NOT NULL DEFAULT 0,
+    likes INTEGER NOT NULL DEFAULT 0,
+    topics INTEGER NOT NULL DEFAULT 0,
+    conventions INTEGER NOT NULL DEFAULT 0,
+    projects INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    solved_in_group INTEGER NOT NULL DEFAULT 0,
+    exchanged_items INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS figure_participants (
+    "group" INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    PRIMARY KEY ("group", account)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS figure_participants_account ON figure_participants (account);
+CREATE TABLE IF NOT EXISTS figure_requests (
+    "group" INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY ("group", request)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO figures
+SELECT log, COUNT(*),
+    SUM(kind IN ('notice', 'broadcast')),
+    SUM(kind = 'like') - SUM(kind = 'unlike'),
+    SUM(kind = 'topic'),
+    SUM(kind = 'topic_closed' AND json_extract(frame, '$.body.outcome') = 'convention'),
+    SUM(kind = 'topic_closed' AND json_extract(frame, '$.body.outcome') = 'project'),
+    SUM(kind = 'request'),
+    SUM(kind = 'request_resolved' AND json_extract(frame, '$.body.solved_in_group') = 1),
+    SUM(kind = 'item_handed_over')
+FROM events WHERE log != 0 GROUP BY log;
+INSERT OR IGNORE INTO figure_participants
+SELECT DISTINCT log, author FROM events WHERE log != 0 AND author != 0;
+INSERT OR IGNORE INTO figure_requests ("group", request)
+SELECT DISTINCT log, json(json_extract(frame, '$.body.request')) FROM events
+WHERE log != 0 AND kind IN ('request_reply', 'request_escalated');
+UPDATE figure_requests SET
+    answered = EXISTS (SELECT 1 FROM events e WHERE e.log = figure_requests."group"
+        AND e.kind = 'request_reply' AND json(json_extract(e.frame, '$.body.request')) = figure_requests.request),
+    escalated = EXISTS (SELECT 1 FROM events e WHERE e.log = figure_requests."group"
+        AND e.kind = 'request_escalated' AND json(json_extract(e.frame, '$.body.request')) = figure_requests.request);
+"#;
+
+/// What one committed batch changes in the figures view. Gathered per
+/// event (a few adds; the frame is parsed only for the rare kinds whose
+/// body matters) and written once per group per batch.
+#[derive(Debug, Default)]
+pub struct FigureDeltas {
+    groups: HashMap<Id, [i64; 9]>,
+    participants: HashSet<(Id, Id)>,
+    /// (group, request as JSON text, answered, escalated).
+    requests: Vec<(Id, String, bool, bool)>,
+}
+
+// Columns of `figures` after `group`, in the order of the deltas.
+const COLUMNS: [&str; 9] = [
+    "interactions",
+    "notices",
+    "likes",
+    "topics",
+    "conventions",
+    "projects",
+    "requests",
+    "solved_in_group",
+    "exchanged_items",
+];
+
+impl FigureDeltas {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The groups this batch touched.
+    pub fn groups(&self) -> impl Iterator<Item = Id> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// Counts one committed group event.
+    pub fn add(&mut self, group: Id, author: Id, kind: &str, frame: &str) {
+        let d = self.groups.entry(group).or_default();
+        d[0] += 1;
+        if author != 0 {
+            self.participants.insert((group, author));
+        }
+        let body = || {
+            serde_json::from_str::<Value>(frame)
+                .ok()
+                .and_then(|mut v| v.get_mut("body").map(Value::take))
+                .unwrap_or(Value::Null)
+        };
+        match kind {
+            "notice" | "broadcast" => d[1] += 1,
+            "like" => d[2] += 1,
+            "unlike" => d[2] -= 1,
+            "topic" => d[3] += 1,
+            "topic_closed" => match body().get("outcome").and_then(Value::as_str) {
+                Some("convention") => d[4] += 1,
+                Some("project") => d[5] += 1,
+                _ => {}
+            },
+            "request" => d[6] += 1,
+            "request_resolved" if body().get("solved_in_group").and_then(Value::as_bool) == Some(true) => {
+                d[7] += 1
+            }
+            "item_handed_over" => d[8] += 1,
+            "request_reply" | "request_escalated" => {
+                let request = body().get("request").cloned().unwrap_or(Value::Null).to_string();
+                self.requests.push((group, request, kind == "request_reply", kind == "request_escalated"));
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the deltas (inside the writer's transaction).
+    pub fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let set = COLUMNS.map(|c| format!("{c} = {c} + excluded.{c}")).join(", ");
+        let sql = format!(
+            r#"INSERT INTO figures ("group", {}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+               ON CONFLICT ("group") DO UPDATE SET {set}"#,
+            COLUMNS.join(", ")
+        );
+        let mut upsert = conn.prepare_cached(&sql)?;
+        for (group, d) in &self.groups {
+            upsert.execute(params![*group as i64, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]])?;
+        }
+        let mut participant = conn.prepare_cached(
+            r#"INSERT OR IGNORE INTO figure_participants ("group", account) VALUES (?1, ?2)"#,
+        )?;
+        for (group, account) in &self.participants {
+            participant.execute(params![*group as i64, *account as i64])?;
+        }
+        let mut request = conn.prepare_cached(
+            r#"INSERT INTO figure_requests ("group", request, answered, escalated) VALUES (?1, ?2, ?3, ?4)
+               ON CONFLICT ("group", request) DO UPDATE SET answered = MAX(answered, excluded.answered),
+                   escalated = MAX(escalated, excluded.escalated)"#,
+        )?;
+        for (group, key, answered, escalated) in &self.requests {
+            request.execute(params![*group as i64, key, *answered, *escalated])?;
+        }
+        Ok(())
+    }
+}
+
+/// The figures of `groups` since their start, from the view.
+pub fn all_time(conn: &Connection, scope: &str, groups: &[Id], now: Millis) -> Result<Stats, StoreError> {
+    let list = groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",");
+    let sums = COLUMNS.map(|c| format!("COALESCE(SUM({c}), 0)")).join(", ");
+    let d: [i64; 9] =
+        conn.query_row(&format!(r#"SELECT {sums} FROM figures WHERE "group" IN ({list})"#), [], |r| {
+            let mut d = [0i64; 9];
+            for (i, v) in d.iter_mut().enumerate() {
+                *v = r.get(i)?;
+            }
+            Ok(d)
+        })?;
+    let count = |sql: String| conn.query_row(&sql, [], |r| r.get::<_, i64>(0));
+    let participants = count(format!(
+        r#"SELECT COUNT(DISTINCT account) FROM figure_participants WHERE "group" IN ({list})"#
+    ))?;
+    let answered =
+        count(format!(r#"SELECT COUNT(*) FROM figure_requests WHERE "group" IN ({list}) AND answered"#))?;
+    let escalated =
+        count(format!(r#"SELECT COUNT(*) FROM figure_requests WHERE "group" IN ({list}) AND escalated"#))?;
+    Ok(Stats {
+        scope: scope.to_string(),
+        from: 0,
+        to: now + 1,
+        groups: groups.len() as u64,
+        interactions: d[0] as u64,
+        notices: d[1] as u64,
+        likes: d[2],
+        participants: participants as u64,
+        topics: d[3] as u64,
+        conventions: d[4] as u64,
+        projects: d[5] as u64,
+        requests: d[6] as u64,
+        requests_answered: answered as u64,
+        requests_solved_in_group: d[7] as u64,
+        requests_escalated: escalated as u64,
+        exchanged_items: d[8] as u64,
+    })
+}
+
+/// Most scopes one connection may watch at once.
+pub const MAX_WATCHES: usize = 32;
+
+/// How often changed figures are pushed, at most.
+pub const PUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// One `watch_stats` of one connection.
+#[derive(Debug)]
+struct Watch {
+    conn: u64,
+    scope: String,
+    /// Sorted.
+    groups: Vec<Id>,
+    tx: mpsc::Sender<Notice>,
+}
+
+/// The watches of this node's connections and the groups changed since the
+/// last push.
+#[derive(Debug, Default)]
+pub struct Watches {
+    /// A std mutex: held to add, remove or copy out, never across an await.
+    watches: Mutex<Vec<Watch>>,
+    /// Groups whose events committed since the last round (written by the
+    /// log writer once per batch).
+    touched: Mutex<HashSet<Id>>,
+}
+
+impl Watches {
+    pub fn touch(&self, groups: impl Iterator<Item = Id>) {
+        let mut touched = self.touched.lock().unwrap();
+        touched.extend(groups);
+    }
+
+    /// Ends every watch of a connection (it closed).
+    pub fn forget(&self, conn: u64) {
+        self.watches.lock().unwrap().retain(|w| w.conn != conn);
+    }
+}
+
+/// `watch_stats`: the figures now, then a push whenever they change.
+pub async fn watch(
+    hub: &Arc<Hub>,
+    by: &Account,
+    conn: u64,
+    tx: mpsc::Sender<Notice>,
+    id: u64,
+    scope: &str,
+) -> Result<ServerFrame, OpError> {
+    let parsed = Scope::parse(scope)?;
+    let groups = readable_groups(&hub.directory.read().unwrap(), by.id, parsed)?;
+    let scope = parsed.to_wire();
+    {
+        let mut watches = hub.log.applied().live.watches.lock().unwrap();
+        if !watches.iter().any(|w| w.conn == conn && w.scope == scope) {
+            if watches.iter().filter(|w| w.conn == conn).count() >= MAX_WATCHES {
+                return Err(OpError::new(
+                    protocol::ErrorCode::TooLarge,
+                    format!("at most {MAX_WATCHES} scopes watched per connection"),
+                ));
+            }
+            watches.push(Watch { conn, scope: scope.clone(), groups: groups.clone(), tx });
+        }
+    }
+    let now = crate::clock::now();
+    let stats = read(hub, move |c| all_time(c, &scope, &groups, now)).await?;
+    Ok(ServerFrame::Stats { id, stats })
+}
+
+/// `unwatch_stats`.
+pub fn unwatch(hub: &Hub, conn: u64, id: u64, scope: &str) -> Result<ServerFrame, OpError> {
+    let scope = Scope::parse(scope)?.to_wire();
+    hub.log.applied().live.watches.lock().unwrap().retain(|w| !(w.conn == conn && w.scope == scope));
+    Ok(ServerFrame::Done { id, seq: None })
+}
+
+/// Pushes changed figures to their watchers, at most once per `PUSH_EVERY`.
+pub async fn run(hub: Arc<Hub>) {
+    let mut tick = tokio::time::interval(PUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let touched = std::mem::take(&mut *hub.log.applied().live.touched.lock().unwrap());
+        if touched.is_empty() {
+            continue;
+        }
+        // scope → (groups, senders): each scope is computed once however
+        // many connections watch it.
+        let mut due: HashMap<String, (Vec<Id>, Vec<mpsc::Sender<Notice>>)> = HashMap::new();
+        for w in hub.log.applied().live.watches.lock().unwrap().iter() {
+            if w.groups.iter().any(|g| touched.contains(g)) {
+                due.entry(w.scope.clone())
+                    .or_insert_with(|| (w.groups.clone(), Vec::new()))
+                    .1
+                    .push(w.tx.clone());
+            }
+        }
+        let now = crate::clock::now();
+        for (scope, (groups, senders)) in due {
+            match read(&hub, move |c| all_time(c, &scope, &groups, now)).await {
+                Ok(stats) => {
+                    for tx in senders {
+                        // Overflow drops this push; the next change sends
+                        // the figures whole again.
+                        let _ = tx.try_send(Notice::Stats(Box::new(stats.clone())));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e.message, "live figures failed"),
+            }
+        }
+    }
+}
+
+/// `escalated`: the escalated requests of a scope, oldest escalation first.
+pub async fn escalated(hub: &Hub, by: &Account, id: u64, scope: &str) -> Result<ServerFrame, OpError> {
+    let groups = readable_groups(&hub.directory.read().unwrap(), by.id, Scope::parse(scope)?)?;
+    let mut requests = read(hub, move |c| {
+        let mut out = Vec::new();
+        for group in groups {
+            let kinds = ["request", "request_reply", "request_resolved", "request_escalated"];
+            let mut by_seq: HashMap<u64, (EscalatedRequest, bool)> = HashMap::new();
+            for event in events_of(c, group, &kinds)? {
+                match event.body {
+                    EventBody::Request(body) => {
+                        let request = EscalatedRequest {
+                            group,
+                            seq: event.seq,
+                            category: body.category,
+                            text: body.text,
+                            filed_at: event.ts,
+                            escalated_at: 0,
+                            to: EscalationLevel::Town,
+                            automatic: false,
+                            status: "open".into(),
+                        };
+                        by_seq.insert(event.seq, (request, false));
+                    }
+                    EventBody::RequestEscalated(body) => {
+                        if let Some((r, escalated)) = by_seq.get_mut(&body.request) {
+                            *escalated = true;
+                            r.escalated_at = event.ts;
+                            r.to = body.to;
+                            r.automatic = body.automatic;
+                            r.status = "escalated".into();
+                        }
+                    }
+                    EventBody::RequestReply(body) => {
+                        if let Some((r, true)) = by_seq.get_mut(&body.request) {
+                            if r.status == "escalated" {
+                                r.status = "responded".into();
+                            }
+                        }
+                    }
+                    EventBody::RequestResolved(body) => {
+                        if let Some((r, true)) = by_seq.get_mut(&body.request) {
+                            r.status = "resolved".into();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out.extend(by_seq.into_values().filter(|(_, escalated)| *escalated).map(|(r, _)| r));
+        }
+        Ok(out)
+    })
+    .await?;
+    requests.sort_unstable_by_key(|r| (r.escalated_at, r.group, r.seq));
+    Ok(ServerFrame::Escalated { id, requests })
+}
