@@ -2,7 +2,10 @@
 //! start, maintained by the log writer as events commit (so a district's
 //! figures are a sum over its groups' rows, not a re-read of millions of
 //! events), the `watch_stats` subscriptions that push them when they
-//! change, and the officers' list of escalated requests.
+//! change, and the officers' list of escalated requests. Also the request
+//! clock: which requests still wait for a first response, since when, so
+//! that the deadline sweeper asks one indexed query a round instead of
+//! re-reading every group's request events every second.
 //!
 //! The view is derived from the group logs alone, in the writer's
 //! transaction, like every other view; `stats` with a period still reads
@@ -68,6 +71,29 @@ SELECT DISTINCT log, author FROM events WHERE log != 0 AND author != 0;
 INSERT OR IGNORE INTO figure_requests ("group", request)
 SELECT DISTINCT log, json(json_extract(frame, '$.body.request')) FROM events
 WHERE log != 0 AND kind IN ('request_reply', 'request_escalated');
+CREATE TABLE IF NOT EXISTS request_clock (
+    "group" INTEGER NOT NULL,
+    request INTEGER NOT NULL,
+    filed_at INTEGER NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    overdue INTEGER NOT NULL DEFAULT 0,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY ("group", request)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS request_clock_waiting ON request_clock (filed_at)
+    WHERE answered = 0 AND resolved = 0;
+INSERT OR IGNORE INTO request_clock ("group", request, filed_at)
+SELECT log, seq, ts FROM events WHERE log != 0 AND kind = 'request';
+UPDATE request_clock SET
+    answered = EXISTS (SELECT 1 FROM events e WHERE e.log = request_clock."group"
+        AND e.kind = 'request_reply' AND json_extract(e.frame, '$.body.request') = request_clock.request),
+    resolved = EXISTS (SELECT 1 FROM events e WHERE e.log = request_clock."group"
+        AND e.kind = 'request_resolved' AND json_extract(e.frame, '$.body.request') = request_clock.request),
+    overdue = EXISTS (SELECT 1 FROM events e WHERE e.log = request_clock."group"
+        AND e.kind = 'request_overdue' AND json_extract(e.frame, '$.body.request') = request_clock.request),
+    escalated = EXISTS (SELECT 1 FROM events e WHERE e.log = request_clock."group"
+        AND e.kind = 'request_escalated' AND json_extract(e.frame, '$.body.request') = request_clock.request);
 UPDATE figure_requests SET
     answered = EXISTS (SELECT 1 FROM events e WHERE e.log = figure_requests."group"
         AND e.kind = 'request_reply' AND json(json_extract(e.frame, '$.body.request')) = figure_requests.request),
@@ -84,6 +110,28 @@ pub struct FigureDeltas {
     participants: HashSet<(Id, Id)>,
     /// (group, request as JSON text, answered, escalated).
     requests: Vec<(Id, String, bool, bool)>,
+    /// Changes to the request clock.
+    clock: Vec<Clock>,
+}
+
+/// A request waiting for its first response: (group, request, filed_at,
+/// overdue marked, escalated).
+pub type Waiting = (Id, u64, Millis, bool, bool);
+
+/// A change to `request_clock`.
+#[derive(Debug)]
+enum Clock {
+    Filed {
+        group: Id,
+        request: u64,
+        at: Millis,
+    },
+    /// `column` of the request becomes 1.
+    Mark {
+        group: Id,
+        request: u64,
+        column: &'static str,
+    },
 }
 
 // Columns of `figures` after `group`, in the order of the deltas.
@@ -104,13 +152,27 @@ impl FigureDeltas {
         self.groups.is_empty()
     }
 
+    /// Requests of every group waiting for a first response (not answered,
+    /// not resolved) filed at or before `filed_by`: (group, request,
+    /// filed_at, overdue marked, escalated), by group and request.
+    pub fn waiting(conn: &Connection, filed_by: Millis) -> rusqlite::Result<Vec<Waiting>> {
+        let mut stmt = conn.prepare_cached(
+            r#"SELECT "group", request, filed_at, overdue, escalated FROM request_clock
+               WHERE answered = 0 AND resolved = 0 AND filed_at <= ?1 ORDER BY "group", request"#,
+        )?;
+        let rows = stmt.query_map(params![filed_by], |r| {
+            Ok((r.get::<_, i64>(0)? as Id, r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect()
+    }
+
     /// The groups this batch touched.
     pub fn groups(&self) -> impl Iterator<Item = Id> + '_ {
         self.groups.keys().copied()
     }
 
     /// Counts one committed group event.
-    pub fn add(&mut self, group: Id, author: Id, kind: &str, frame: &str) {
+    pub fn add(&mut self, group: Id, seq: u64, ts: Millis, author: Id, kind: &str, frame: &str) {
         let d = self.groups.entry(group).or_default();
         d[0] += 1;
         if author != 0 {
@@ -132,16 +194,34 @@ impl FigureDeltas {
                 Some("project") => d[5] += 1,
                 _ => {}
             },
-            "request" => d[6] += 1,
+            "request" => {
+                d[6] += 1;
+                self.clock.push(Clock::Filed { group, request: seq, at: ts });
+            }
             "request_resolved" if body().get("solved_in_group").and_then(Value::as_bool) == Some(true) => {
                 d[7] += 1
             }
             "item_handed_over" => d[8] += 1,
-            "request_reply" | "request_escalated" => {
-                let request = body().get("request").cloned().unwrap_or(Value::Null).to_string();
-                self.requests.push((group, request, kind == "request_reply", kind == "request_escalated"));
-            }
             _ => {}
+        }
+        let column = match kind {
+            "request_reply" => "answered",
+            "request_resolved" => "resolved",
+            "request_overdue" => "overdue",
+            "request_escalated" => "escalated",
+            _ => return,
+        };
+        let request = body().get("request").cloned().unwrap_or(Value::Null);
+        if matches!(kind, "request_reply" | "request_escalated") {
+            self.requests.push((
+                group,
+                request.to_string(),
+                kind == "request_reply",
+                kind == "request_escalated",
+            ));
+        }
+        if let Some(request) = request.as_u64() {
+            self.clock.push(Clock::Mark { group, request, column });
         }
     }
 
@@ -170,6 +250,22 @@ impl FigureDeltas {
         )?;
         for (group, key, answered, escalated) in &self.requests {
             request.execute(params![*group as i64, key, *answered, *escalated])?;
+        }
+        for change in &self.clock {
+            match change {
+                Clock::Filed { group, request, at } => {
+                    conn.prepare_cached(
+                        r#"INSERT OR IGNORE INTO request_clock ("group", request, filed_at) VALUES (?1, ?2, ?3)"#,
+                    )?
+                    .execute(params![*group as i64, *request as i64, at])?;
+                }
+                Clock::Mark { group, request, column } => {
+                    conn.prepare_cached(&format!(
+                        r#"UPDATE request_clock SET {column} = 1 WHERE "group" = ?1 AND request = ?2"#
+                    ))?
+                    .execute(params![*group as i64, *request as i64])?;
+                }
+            }
         }
         Ok(())
     }
@@ -229,6 +325,14 @@ struct Watch {
     /// Sorted.
     groups: Vec<Id>,
     tx: mpsc::Sender<Notice>,
+    /// The figures it was last told (`to` aside), so that a round which
+    /// finds nothing new for it sends nothing.
+    told: Option<Stats>,
+}
+
+/// Figures compared without their `to` (which is always "now").
+fn unchanged(told: &Option<Stats>, now: &Stats) -> bool {
+    told.as_ref().is_some_and(|t| Stats { to: now.to, ..t.clone() } == *now)
 }
 
 /// The watches of this node's connections and the groups changed since the
@@ -275,11 +379,18 @@ pub async fn watch(
                     format!("at most {MAX_WATCHES} scopes watched per connection"),
                 ));
             }
-            watches.push(Watch { conn, scope: scope.clone(), groups: groups.clone(), tx });
+            watches.push(Watch { conn, scope: scope.clone(), groups: groups.clone(), tx, told: None });
         }
     }
     let now = crate::clock::now();
-    let stats = read(hub, move |c| all_time(c, &scope, &groups, now)).await?;
+    let stats = {
+        let scope = scope.clone();
+        read(hub, move |c| all_time(c, &scope, &groups, now)).await?
+    };
+    let mut watches = hub.log.applied().live.watches.lock().unwrap();
+    if let Some(w) = watches.iter_mut().find(|w| w.conn == conn && w.scope == scope) {
+        w.told = Some(stats.clone());
+    }
     Ok(ServerFrame::Stats { id, stats })
 }
 
@@ -300,28 +411,32 @@ pub async fn run(hub: Arc<Hub>) {
         if touched.is_empty() {
             continue;
         }
-        // scope → (groups, senders): each scope is computed once however
-        // many connections watch it.
-        let mut due: HashMap<String, (Vec<Id>, Vec<mpsc::Sender<Notice>>)> = HashMap::new();
+        // scope → its groups: each scope is computed once however many
+        // connections watch it.
+        let mut due: HashMap<String, Vec<Id>> = HashMap::new();
         for w in hub.log.applied().live.watches.lock().unwrap().iter() {
             if w.groups.iter().any(|g| touched.contains(g)) {
-                due.entry(w.scope.clone())
-                    .or_insert_with(|| (w.groups.clone(), Vec::new()))
-                    .1
-                    .push(w.tx.clone());
+                due.entry(w.scope.clone()).or_insert_with(|| w.groups.clone());
             }
         }
         let now = crate::clock::now();
-        for (scope, (groups, senders)) in due {
-            match read(&hub, move |c| all_time(c, &scope, &groups, now)).await {
-                Ok(stats) => {
-                    for tx in senders {
-                        // Overflow drops this push; the next change sends
-                        // the figures whole again.
-                        let _ = tx.try_send(Notice::Stats(Box::new(stats.clone())));
-                    }
+        for (scope, groups) in due {
+            let key = scope.clone();
+            let stats = match read(&hub, move |c| all_time(c, &key, &groups, now)).await {
+                Ok(stats) => stats,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "live figures failed");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e.message, "live figures failed"),
+            };
+            let mut watches = hub.log.applied().live.watches.lock().unwrap();
+            for w in watches.iter_mut().filter(|w| w.scope == scope && !unchanged(&w.told, &stats)) {
+                // try_send never waits (the lock is not held across a wait).
+                // Overflow drops this push; the next change sends the
+                // figures whole again.
+                if w.tx.try_send(Notice::Stats(Box::new(stats.clone()))).is_ok() {
+                    w.told = Some(stats.clone());
+                }
             }
         }
     }

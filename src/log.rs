@@ -637,7 +637,7 @@ impl State {
             if event.kind == "message" {
                 fx.messages.push((event.log, event.seq, event.ts));
             }
-            fx.figures.add(event.log, event.author, &event.kind, &event.frame);
+            fx.figures.add(event.log, event.seq, event.ts, event.author, &event.kind, &event.frame);
             fx.deliveries.push(Delivery {
                 group: event.log,
                 seq: event.seq,

@@ -45,8 +45,9 @@ pub enum Notice {
     Warning(Box<protocol::Warning>),
     /// Figures of a watched scope changed (`watch_stats`).
     Stats(Box<protocol::Stats>),
-    /// The number of members online in a subscribed group changed.
-    Presence { group: Id, online: u64 },
+    /// The number of members online in a watched group changed: (group,
+    /// online). Boxed like the others, to keep `Notice` two words.
+    Presence(Box<(Id, u64)>),
 }
 
 /// account → (connection id, notice sender) of each of its connections.
@@ -261,7 +262,7 @@ impl Presence {
         for w in watchers.get_mut(&group).into_iter().flatten().filter(|w| w.told != online) {
             // try_send never waits, so the lock is not held across a wait.
             // A full queue drops this count; the next change sends it again.
-            if w.tx.try_send(Notice::Presence { group, online }).is_ok() {
+            if w.tx.try_send(Notice::Presence(Box::new((group, online)))).is_ok() {
                 w.told = online;
             }
         }
@@ -386,4 +387,14 @@ pub async fn online(
         online: who.len() as u64,
         who: may_see_who.then_some(who),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's notice queue allocates its slots up front, so the
+    /// size of a notice is paid per idle connection.
+    #[test]
+    fn a_notice_is_two_words() {
+        assert_eq!(std::mem::size_of::<super::Notice>(), 16);
+    }
 }

@@ -556,7 +556,8 @@ impl Session {
             Notice::Receipts(receipts) => self.send_frame(ws, &ServerFrame::Receipts(*receipts)).await,
             Notice::Warning(warning) => self.send_frame(ws, &ServerFrame::Warning(*warning)).await,
             Notice::Stats(stats) => self.send_frame(ws, &ServerFrame::StatsUpdate { stats: *stats }).await,
-            Notice::Presence { group, online } => {
+            Notice::Presence(presence) => {
+                let (group, online) = *presence;
                 self.send_frame(ws, &ServerFrame::PresenceUpdate { group, online }).await
             }
         }

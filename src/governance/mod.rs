@@ -275,12 +275,12 @@ pub async fn sweep(hub: &Hub) {
         ids
     };
     let now = hub.governance.now();
+    if let Err(e) = requests::sweep(hub, now).await {
+        tracing::warn!(error = %e.message, "request sweep failed");
+    }
     for group in groups {
         if hub.serves(group).is_err() {
             continue;
-        }
-        if let Err(e) = requests::sweep_group(hub, group, now).await {
-            tracing::warn!(group, error = %e.message, "request sweep failed");
         }
         if let Err(e) = deliberation::sweep_group(hub, group, now).await {
             tracing::warn!(group, error = %e.message, "topic sweep failed");

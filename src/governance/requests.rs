@@ -188,36 +188,40 @@ pub async fn check(
     }
 }
 
-/// Raises `request_overdue` and automatic escalations that are due.
-pub async fn sweep_group(hub: &Hub, group: Id, now: Millis) -> Result<(), OpError> {
-    let map = read(hub, move |c| requests_of(c, group)).await?;
+/// Raises `request_overdue`, automatic escalations and backlog warnings
+/// that are due, for every group this node serves: one indexed query of
+/// the request clock (`live.rs`) finds the requests past their deadline.
+pub async fn sweep(hub: &Hub, now: Millis) -> Result<(), OpError> {
     let config = &hub.governance.config;
-    let mut backlog = Vec::new();
-    for r in map.values() {
-        if r.first_reply.is_some() || r.resolved.is_some() {
+    let due_by = now - config.first_response_ms;
+    let waiting = read(hub, move |c| Ok(crate::live::FigureDeltas::waiting(c, due_by)?)).await?;
+    let mut by_group: BTreeMap<Id, Vec<(Seq, Millis, bool, bool)>> = BTreeMap::new();
+    for (group, request, filed_at, overdue, escalated) in waiting {
+        by_group.entry(group).or_default().push((request, filed_at, overdue, escalated));
+    }
+    for (group, requests) in by_group {
+        if hub.serves(group).is_err() {
             continue;
         }
-        let due = r.ts + config.first_response_ms;
-        if now >= due {
-            backlog.push(r.seq);
+        for &(request, filed_at, overdue, escalated) in &requests {
+            if !overdue {
+                let body = EventBody::RequestOverdue(RequestOverdueBody { request });
+                append(hub, group, system_author(), Some(format!("overdue:{request}")), body).await?;
+            }
+            if !escalated && now >= filed_at + config.first_response_ms + config.escalate_after_ms {
+                let hours = (config.first_response_ms + config.escalate_after_ms) as f64 / 3_600_000.0;
+                let body = EventBody::RequestEscalated(RequestEscalatedBody {
+                    request,
+                    to: EscalationLevel::Town,
+                    reason: format!("no response within {hours} hours"),
+                    automatic: true,
+                });
+                append(hub, group, system_author(), Some(format!("escalated:{request}")), body).await?;
+            }
         }
-        if now >= due && !r.overdue {
-            let body = EventBody::RequestOverdue(RequestOverdueBody { request: r.seq });
-            append(hub, group, system_author(), Some(format!("overdue:{}", r.seq)), body).await?;
-        }
-        if now >= due + config.escalate_after_ms && r.escalated.is_none() {
-            let hours = (config.first_response_ms + config.escalate_after_ms) as f64 / 3_600_000.0;
-            let body = EventBody::RequestEscalated(RequestEscalatedBody {
-                request: r.seq,
-                to: EscalationLevel::Town,
-                reason: format!("no response within {hours} hours"),
-                automatic: true,
-            });
-            append(hub, group, system_author(), Some(format!("escalated:{}", r.seq)), body).await?;
-        }
+        let backlog = requests.iter().map(|(request, ..)| *request).collect();
+        crate::warnings::check_backlog(hub, group, backlog, now).await;
     }
-    backlog.sort_unstable();
-    crate::warnings::check_backlog(hub, group, backlog, now).await;
     Ok(())
 }
 
