@@ -1843,7 +1843,8 @@ function drawNotices(main, log, detail) {
     const original = n.body.amends != null ? notices.find((x) => x.seq === n.body.amends) : null;
     main.append(h('article', { class: 'card notice-detail', id: 'notice-detail', dataset: { seq: n.seq } },
       h('h2', {}, n.body.title),
-      h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${n.author.name} · ${formatTime(n.ts)}`),
+      // A notice from another government system (docs/API.md) says so.
+      h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${n.author.name}${n.author.system ? ` (${t('badge.system')})` : ''} · ${formatTime(n.ts)}`),
       n.body.must_read ? h('p', { class: 'badge must' }, t('notice.must_read')) : null,
       n.body.amends != null ? h('p', { class: 'amend-note', id: 'amends-note' }, h('a', {
         href: '#', onclick: (e) => { e.preventDefault(); if (original) openNotice(log, original, false); },

@@ -252,6 +252,7 @@ const zh = {
 
   'badge.party': '党员',
   'badge.migrant': '外来人口',
+  'badge.system': '政务系统',
 
   'chat.hidden': '此消息已被管理员隐藏：{reason}',
   'chat.hidden.short': '（已隐藏的消息）',
@@ -665,6 +666,7 @@ const en = {
 
   'badge.party': 'Party',
   'badge.migrant': 'Migrant',
+  'badge.system': 'government system',
 
   'chat.hidden': 'Hidden by a moderator: {reason}',
   'chat.hidden.short': '(hidden message)',

@@ -179,6 +179,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub redis_image_ttl: Option<u64>,
     // --- end images ---
+    // --- government api ---
+    /// Requests per minute each API key of the government API may make on
+    /// one node (then `429`).
+    #[arg(long)]
+    pub api_requests_per_minute: Option<u32>,
+    // --- end government api ---
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -229,6 +235,7 @@ struct FileConfig {
     max_image_bytes: Option<usize>,
     image_uploads_per_minute: Option<u32>,
     redis_image_ttl: Option<u64>,
+    api_requests_per_minute: Option<u32>,
 }
 
 /// The resolved configuration of a running server.
@@ -253,6 +260,8 @@ pub struct Config {
     pub governance: crate::governance::GovernanceConfig,
     /// Picture uploads (`images`).
     pub images: crate::images::ImagesConfig,
+    /// Requests per minute per API key (`gov_api`).
+    pub api_requests_per_minute: u32,
     /// Spike and backlog thresholds of the early warnings.
     pub warnings: crate::warnings::WarningConfig,
 }
@@ -451,8 +460,12 @@ impl ServeArgs {
             images.max_bytes >= 1024 && images.uploads_per_minute >= 1,
             "--max-image-bytes must be ≥ 1024 and --image-uploads-per-minute ≥ 1"
         );
+        let api_requests_per_minute =
+            self.api_requests_per_minute.or(file.api_requests_per_minute).unwrap_or(600);
+        anyhow::ensure!(api_requests_per_minute >= 1, "api_requests_per_minute must be ≥ 1");
         Ok(Config {
             images,
+            api_requests_per_minute,
             warnings,
             governance,
             auth,

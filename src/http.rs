@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::governance::routes(state.hub.config.governance.test_clock))
         .merge(crate::images::routes())
+        .merge(crate::gov_api::routes())
         .fallback(web_client)
         .with_state(state)
 }

@@ -105,6 +105,8 @@ pub struct Hub {
     pub governance: crate::governance::Governance,
     /// This node's pictures (`images.rs`); shared with the cluster feed.
     pub images: Arc<crate::images::Images>,
+    /// Requests per API key of the government API (`gov_api`).
+    pub api_limiter: crate::gov_api::KeyLimiter,
     /// This node's name and the nodes counted for presence.
     pub presence: crate::presence::Presence,
 }
@@ -148,6 +150,7 @@ impl Hub {
         let login_limiter =
             LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
+            api_limiter: crate::gov_api::KeyLimiter::new(config.api_requests_per_minute),
             governance: crate::governance::Governance::new(config.governance.clone()),
             images: Arc::new(crate::images::Images::new(&config.data_dir, config.images.clone())),
             presence: crate::presence::Presence::default(),
@@ -302,6 +305,7 @@ impl Hub {
                 role: sight.role(),
                 party: dir.people.state(account.id).party,
                 migrant: flags.migrant,
+                system: false,
             }
         };
         self.serves(group)?;
@@ -495,6 +499,7 @@ impl Hub {
                 role: sight.role(),
                 party: dir.people.state(by.id).party,
                 migrant: dir.people.member(by.id, group).migrant,
+                system: false,
             }
         };
         self.serves(group)?;

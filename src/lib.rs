@@ -18,6 +18,7 @@ pub mod demo;
 pub mod directory;
 pub mod external;
 pub mod fanout;
+pub mod gov_api;
 pub mod governance;
 pub mod http;
 pub mod hub;

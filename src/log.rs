@@ -705,6 +705,7 @@ mod tests {
             role: Role::Member,
             party: true,
             migrant: false,
+            system: false,
         };
         let body = EventBody::Message(MessageBody {
             text: "你好\n{}".into(),

@@ -174,10 +174,11 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let stop = shutdown_signal();
     tracing::info!(%addr, data_dir = %node.hub.config.data_dir.display(), "serving");
     // Tests and scripts wait for this exact line.
     println!("villagehub listening on http://{addr}");
-    serve(node, listener, shutdown_signal()).await
+    serve(node, listener, stop).await
 }
 
 /// Each argon2 hash allocates ~19 MiB. glibc raises its mmap threshold after

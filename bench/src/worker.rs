@@ -561,6 +561,7 @@ impl Conn {
                         role: Role::Secretary,
                         party: false,
                         migrant: false,
+                        system: false,
                     },
                     channel: Channel::Chat,
                     body: EventBody::Message(MessageBody { text, reply_to: None, images: Vec::new() }),
@@ -952,7 +953,12 @@ mod tests {
             seq: 9,
             ts: 1,
             author: Author {
-                id: 7, name: "王秀英".into(), role: Role::Member, party: false, migrant: false
+                id: 7,
+                name: "王秀英".into(),
+                role: Role::Member,
+                party: false,
+                migrant: false,
+                system: false,
             },
             channel: Channel::Chat,
             body: EventBody::Message(MessageBody {

@@ -796,6 +796,12 @@ pub struct Author {
     /// Migrant resident (外来人口): clients show the label.
     #[serde(default, skip_serializing_if = "is_false")]
     pub migrant: bool,
+    /// Another government system posted this through the government API
+    /// (`docs/API.md`): `name` is the system's name, `id` is 0 (as for the
+    /// server's own events: no account), `role` the level of the key's
+    /// scope. Clients show it as a system, not a person.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub system: bool,
 }
 
 /// The kinds of group events, each with its own body.
@@ -1559,6 +1565,145 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
 }
+
+// --- government api ---
+// The HTTP API for other government systems under `/api/v1/`
+// (`docs/API.md`): authenticated by an API key, not by an account.
+
+/// `POST /api/v1/notices` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiNoticeRequest {
+    /// Groups to post into; absent: every group of the key's scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Id>>,
+    pub kind: ApiNoticeKind,
+    pub title: String,
+    pub text: String,
+    #[serde(default)]
+    pub must_read: bool,
+    /// Makes retries idempotent: the same key (from the same API key) never
+    /// posts twice into a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+/// The kind of a notice posted through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiNoticeKind {
+    Announcement,
+    /// An affairs disclosure (村务公开): hash-chained like a cadre's.
+    #[serde(alias = "affairs")]
+    Disclosure,
+    Party,
+    Election,
+}
+
+impl ApiNoticeKind {
+    pub fn category(self) -> NoticeCategory {
+        match self {
+            ApiNoticeKind::Announcement => NoticeCategory::Announcement,
+            ApiNoticeKind::Disclosure => NoticeCategory::Affairs,
+            ApiNoticeKind::Party => NoticeCategory::Party,
+            ApiNoticeKind::Election => NoticeCategory::Election,
+        }
+    }
+}
+
+/// `201` answer to `POST /api/v1/notices`: where the notice landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiNoticePosted {
+    pub groups: Vec<ApiNoticePlaced>,
+}
+
+/// The notice's event in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiNoticePlaced {
+    pub group: Id,
+    pub seq: Seq,
+    /// A retry with the same `client_key`: this is the earlier event.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub duplicate: bool,
+}
+
+/// Open311 status of a request: `closed` once resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceRequestStatus {
+    Open,
+    Closed,
+}
+
+/// Where a request stands in villagehub's own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStage {
+    /// Filed, no reply yet.
+    Filed,
+    /// At least one reply, not resolved.
+    Responded,
+    /// Escalated to the town or district, not resolved.
+    Escalated,
+    Resolved,
+}
+
+/// One request (诉求) in Open311 GeoReport v2 shape, plus villagehub's
+/// own fields. Datetimes are RFC 3339 (UTC); absent fields are unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    /// `GROUP-SEQ`, e.g. `4-12`.
+    pub service_request_id: String,
+    pub status: ServiceRequestStatus,
+    /// The latest reply's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_notes: Option<String>,
+    /// The request category (one of the categories of `/api/v1/services`).
+    pub service_code: String,
+    pub service_name: String,
+    pub description: String,
+    /// The group, or the town or district it was escalated to.
+    pub agency_responsible: String,
+    pub requested_datetime: String,
+    /// The latest event of the request.
+    pub updated_datetime: String,
+    /// When the first response is (or was) due.
+    pub expected_datetime: String,
+    // villagehub's own fields
+    pub group: Id,
+    pub stage: RequestStage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_to: Option<EscalationLevel>,
+    /// The filer's rating, 1 to 5 stars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
+    /// Replies so far.
+    pub replies: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_response_datetime: Option<String>,
+    /// The first response came (or is still missing) after it was due.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overdue: bool,
+}
+
+/// One request category in Open311 service-list shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub service_code: String,
+    pub service_name: String,
+    pub description: String,
+    /// Always false: a request has no attributes beyond its text.
+    pub metadata: bool,
+    /// Always `realtime`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub keywords: String,
+    /// The channel: `requests`.
+    pub group: String,
+    /// Requests of this category in the scope (villagehub's own field).
+    pub requests: u64,
+}
+// --- end government api ---
 
 #[cfg(test)]
 mod tests {

@@ -130,6 +130,10 @@ fn every_example_round_trips() {
         let documented = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.body.kind() == kind));
         assert!(documented, "no example of event kind {kind}");
     }
+    // --- government api ---
+    let by_system = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.author.system));
+    assert!(by_system, "no example of an event posted by another government system");
+    // --- end government api ---
 }
 
 #[test]

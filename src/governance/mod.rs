@@ -154,13 +154,21 @@ pub fn author_in(hub: &Hub, by: &Account, group: Id) -> Result<(Sight, Author), 
         role: sight.role(),
         party: dir.people.state(by.id).party,
         migrant: dir.people.member(by.id, group).migrant,
+        system: false,
     };
     Ok((sight, author))
 }
 
 /// The author of the events the sweeper appends.
 pub fn system_author() -> Author {
-    Author { id: 0, name: "villagehub".into(), role: Role::Secretary, party: false, migrant: false }
+    Author {
+        id: 0,
+        name: "villagehub".into(),
+        role: Role::Secretary,
+        party: false,
+        migrant: false,
+        system: false,
+    }
 }
 
 pub async fn append(

@@ -72,13 +72,29 @@ pub async fn post_notice(
     group: Id,
     sight: &Sight,
     author: Author,
-    mut notice: NoticeBody,
+    notice: NoticeBody,
     client_key: Option<String>,
     max_text: usize,
 ) -> Result<ServerFrame, OpError> {
     if !is_cadre(sight) {
         return Err(forbidden("only cadres and the secretary post notices"));
     }
+    let (seq, duplicate) = append_notice(hub, group, author, notice, client_key, max_text).await?;
+    Ok(ServerFrame::Sent { id, group, seq, duplicate })
+}
+
+/// Checks a notice and appends it to the group's log; a disclosure is
+/// linked into the group's hash chain first. The caller has checked that
+/// the author may post notices there (a cadre's `post`, or a government
+/// system's key in `gov_api`). Returns the seq and whether it is a retry.
+pub async fn append_notice(
+    hub: &Hub,
+    group: Id,
+    author: Author,
+    mut notice: NoticeBody,
+    client_key: Option<String>,
+    max_text: usize,
+) -> Result<(Seq, bool), OpError> {
     check_text(&notice.title, "title", MAX_TITLE)?;
     check_text(&notice.text, "text", max_text)?;
     notice.prev_hash = None;
@@ -106,8 +122,7 @@ pub async fn post_notice(
             .and_then(|(_, _, n)| n.hash.clone());
         notice.hash = Some(hash_hex(&canonical(group, author.id, &notice)));
     }
-    let (seq, duplicate) = append(hub, group, author, client_key, EventBody::Notice(notice)).await?;
-    Ok(ServerFrame::Sent { id, group, seq, duplicate })
+    append(hub, group, author, client_key, EventBody::Notice(notice)).await
 }
 
 /// A read receipt; reading twice is a duplicate of the first receipt.
