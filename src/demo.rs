@@ -92,7 +92,7 @@ pub async fn create(hub: &Hub) -> Result<String, OpError> {
                     migrant: false,
                     system: false,
                 };
-                let body = EventBody::Message(MessageBody { text, reply_to: None });
+                let body = EventBody::Message(MessageBody { text, reply_to: None, images: Vec::new() });
                 let client_key = Some(format!("demo-{g}-{i}"));
                 hub.log.append(Append::Group { group, author, client_key, body }).await?;
             }

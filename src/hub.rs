@@ -103,6 +103,8 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// The governance clock and the disclosure chain's lock.
     pub governance: crate::governance::Governance,
+    /// This node's pictures (`images.rs`); shared with the cluster feed.
+    pub images: Arc<crate::images::Images>,
     /// Requests per API key of the government API (`gov_api`).
     pub api_limiter: crate::gov_api::KeyLimiter,
     /// This node's name and the nodes counted for presence.
@@ -150,6 +152,7 @@ impl Hub {
         Hub {
             api_limiter: crate::gov_api::KeyLimiter::new(config.api_requests_per_minute),
             governance: crate::governance::Governance::new(config.governance.clone()),
+            images: Arc::new(crate::images::Images::new(&config.data_dir, config.images.clone())),
             presence: crate::presence::Presence::default(),
             external,
             login_limiter,
@@ -306,6 +309,10 @@ impl Hub {
             }
         };
         self.serves(group)?;
+        // Only a message with pictures pays for looking them up.
+        if !body.images.is_empty() {
+            self.check_images(&body.images).await?;
+        }
         if let Some(target) = body.reply_to {
             if target == 0 || target > self.fanout.head(group) {
                 return Err(OpError::bad_request("reply_to names no event of this group"));

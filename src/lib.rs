@@ -22,6 +22,7 @@ pub mod gov_api;
 pub mod governance;
 pub mod http;
 pub mod hub;
+pub mod images;
 pub mod limiter;
 pub mod live;
 pub mod lock;

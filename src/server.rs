@@ -49,15 +49,26 @@ impl Node {
         let writer_conn = store.open_writer(config.sync)?;
         let (log, writer) = Log::start(&store, writer_conn, directory.clone(), fanout.clone())?;
         let tokens = TokenKey::load_or_create(config.token_key.as_deref(), &config.data_dir)?;
-        let feed = match &config.redis {
+        let cluster = match &config.redis {
             Some(redis) => {
                 let cluster = Cluster::new(redis.clone(), &store)?;
                 log.set_cluster(cluster.clone());
-                Some(cluster.start_feed(log.clone(), directory.clone(), &store)?)
+                Some(cluster)
             }
             None => None,
         };
         let hub = Arc::new(Hub::new(config, store, directory, fanout, log, tokens));
+        // Started once the hub exists: the feed stores pictures in its
+        // images directory.
+        let feed = match cluster {
+            Some(cluster) => Some(cluster.start_feed(
+                hub.log.clone(),
+                hub.directory.clone(),
+                &hub.store,
+                hub.images.clone(),
+            )?),
+            None => None,
+        };
         Ok(Node { hub, writer, feed, _lock: lock })
     }
 

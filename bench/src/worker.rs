@@ -536,7 +536,7 @@ impl Conn {
                     id,
                     group: self.cp.group,
                     channel: Channel::Chat,
-                    body: MessageBody { text, reply_to: None },
+                    body: MessageBody { text, reply_to: None, images: Vec::new() },
                     client_key: format!(
                         "b{}-{}-{}-{}",
                         self.sh.plan.worker, self.idx, self.cp.account, self.posts
@@ -564,7 +564,7 @@ impl Conn {
                         system: false,
                     },
                     channel: Channel::Chat,
-                    body: EventBody::Message(MessageBody { text, reply_to: None }),
+                    body: EventBody::Message(MessageBody { text, reply_to: None, images: Vec::new() }),
                 });
                 serde_json::to_string(&ev)?
             }
@@ -961,7 +961,11 @@ mod tests {
                 system: false,
             },
             channel: Channel::Chat,
-            body: EventBody::Message(MessageBody { text: "hello \"quoted\"".into(), reply_to: None }),
+            body: EventBody::Message(MessageBody {
+                text: "hello \"quoted\"".into(),
+                reply_to: None,
+                images: Vec::new(),
+            }),
         });
         let json = serde_json::to_string(&ev).unwrap();
         let f: LiteFrame = serde_json::from_str(&json).unwrap();

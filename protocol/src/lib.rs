@@ -341,6 +341,12 @@ pub struct MessageBody {
     /// The seq of the message in the same group this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Seq>,
+    // --- images ---
+    /// Pictures uploaded with `POST /api/images`, by hash; at most
+    /// `MAX_IMAGES_PER_POST`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 // ---------------------------------------------------------------------------
@@ -963,6 +969,12 @@ pub struct HiddenBody {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Seq>,
+    // --- images ---
+    /// The original pictures; like `text`, only for cadres, the secretary
+    /// and officers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 impl EventBody {
@@ -1056,6 +1068,12 @@ pub struct NoticeBody {
     pub prev_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    // --- images ---
+    /// Pictures, by hash (see `MessageBody::images`); covered by a
+    /// disclosure's hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 /// Body of a `notice_read` receipt.
@@ -1112,6 +1130,11 @@ pub struct RequestBody {
     /// One of `REQUEST_CATEGORIES`.
     pub category: String,
     pub text: String,
+    // --- images ---
+    /// Pictures, by hash (see `MessageBody::images`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 /// Request categories (from the reference deployment).
@@ -1509,6 +1532,32 @@ pub struct ApiStatus {
     pub status: String,
     pub message: String,
 }
+
+// --- images ---
+
+/// Most pictures one message, notice or request may carry.
+pub const MAX_IMAGES_PER_POST: usize = 9;
+
+/// The picture types `POST /api/images` accepts (checked against the
+/// bytes themselves).
+pub const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+/// Body of the `POST /api/images` response: the picture's name (SHA-256 of
+/// its bytes, 64 lowercase hex digits), its type and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUploaded {
+    pub image: String,
+    #[serde(rename = "type")]
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// Whether `text` is a well-formed picture name: 64 lowercase hex digits.
+pub fn is_image_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+// --- end images ---
 
 /// Body of every non-2xx `/api` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,6 +54,9 @@ fn every_example_round_trips() {
             "http:error" => drop(round_trip::<ApiError>(info, text)),
             "http:register-request" => drop(round_trip::<RegisterRequest>(info, text)),
             "http:status" => drop(round_trip::<ApiStatus>(info, text)),
+            // --- images ---
+            "http:image-uploaded" => drop(round_trip::<protocol::ImageUploaded>(info, text)),
+            // --- end images ---
             other => panic!("example with unknown tag '{other}'"),
         }
     }

@@ -273,6 +273,8 @@ async fn publish(
         amends: None,
         prev_hash: None,
         hash: None,
+        // The government API posts text only.
+        images: Vec::new(),
     };
     let max_text = hub.config.limits.max_text;
     let appends = groups.iter().map(|group| {

@@ -210,6 +210,17 @@ pub async fn post(
             ));
         }
     }
+    // --- images ---
+    // Only a post with pictures pays for looking them up.
+    let images = match &event {
+        EventBody::Notice(notice) => &notice.images[..],
+        EventBody::Request(request) => &request.images[..],
+        _ => &[],
+    };
+    if !images.is_empty() {
+        hub.check_images(images).await?;
+    }
+    // --- end images ---
     let max_text = hub.config.limits.max_text;
     let (body, key) = match event {
         EventBody::Message(_) | EventBody::Hide(_) | EventBody::Hidden(_) => {

@@ -20,8 +20,24 @@ use crate::presence::Notice;
 use crate::store::StoreError;
 
 /// The exact text a disclosure's hash covers, as one JSON array: group,
-/// author id, title, text, must_read, amends, prev_hash ("" for the first).
+/// author id, title, text, must_read, amends, prev_hash ("" for the first),
+/// and — only when it has pictures, so that earlier chains still verify —
+/// the list of picture names (each the SHA-256 of the picture's bytes, so
+/// the hash covers the pictures themselves).
 pub fn canonical(group: Id, author: Id, notice: &NoticeBody) -> String {
+    if !notice.images.is_empty() {
+        let value = (
+            group,
+            author,
+            &notice.title,
+            &notice.text,
+            notice.must_read,
+            notice.amends,
+            notice.prev_hash.as_deref().unwrap_or(""),
+            &notice.images,
+        );
+        return serde_json::to_string(&value).expect("tuples serialize");
+    }
     let value = (
         group,
         author,
