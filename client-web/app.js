@@ -110,6 +110,7 @@ function svgIcon(path, cls = 'icon') {
 }
 const ICON_BACK = 'M15.4 4.6 8 12l7.4 7.4-1.8 1.8L4.4 12l9.2-9.2z';
 const ICON_SEND = 'M3 20.5 21 12 3 3.5v6.6l12 1.9-12 1.9z';
+const ICON_IMAGE = 'M4 5h16a1 1 0 0 1 1 1v12a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1zm1 2v8.6l4-4 3 3 2-2 4 4V7zm10.5 1.5a1.5 1.5 0 1 1 0 3 1.5 1.5 0 0 1 0-3z';
 const ICON_CLOCK = 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 2a8 8 0 1 1 0 16 8 8 0 0 1 0-16zm-1 3v6l5 3 1-1.6-4-2.4V7z';
 
 let toastTimer = null;
@@ -232,12 +233,14 @@ function render() {
   closeSheet();
   if (r.name === 'login') root.append(renderLogin());
   else if (r.name === 'register') root.append(renderRegister(r.group));
-  else if (r.name === 'groups') root.append(renderGroups());
+  else if (r.name === 'groups') root.append(isOfficerHome() && app.welcomed ? renderDashboard() : renderGroups());
   else root.append(renderGroup(r.group, r.channel));
   if (r.name === 'group' && r.channel === 'chat') afterChatMounted(r.group);
   if (r.name === 'group' && r.channel === 'manage') afterManageMounted(r.group);
   if (r.name === 'group' && GOV_CHANNELS.has(r.channel)) afterGovMounted(r.group);
   if (r.name === 'group') updateManageCount(r.group);
+  if (r.name === 'groups' && $('#dashboard')) afterDashMounted();
+  else if (app.dash.watching) stopWatchStats(); // the live totals are for the dashboard only
 }
 
 // ---------------------------------------------------------------------------
@@ -349,6 +352,13 @@ function logout(messageKey) {
   app.drafts.clear();
   app.autoOpened = false;
   app.loginError = messageKey || null;
+  app.offices = [];
+  app.warnings = [];
+  resetDash();
+  app.dash.groupStats.clear();
+  app.dash.online.clear();
+  app.dash.warningsOp = null;
+  app.dash.noWatch = false;
   clearSession();
   go('#/login');
 }
@@ -377,6 +387,9 @@ function startHub() {
   hub.addEventListener('membership', (e) => { if (app.hub === hub) onMembership(e.detail); });
   hub.addEventListener('application', (e) => { if (app.hub === hub) onApplication(e.detail); });
   hub.addEventListener('receipts', (e) => { if (app.hub === hub) onReceipts(e.detail); });
+  hub.addEventListener('warning', (e) => { if (app.hub === hub) onWarning(e.detail); });
+  hub.addEventListener('stats_update', (e) => { if (app.hub === hub) onStatsUpdate(e.detail); });
+  hub.addEventListener('presence_update', (e) => { if (app.hub === hub) onPresenceUpdate(e.detail); });
   hub.addEventListener('notice', (e) => {
     const { code, message } = e.detail;
     toast(code && code.startsWith('close.') ? t(`error.${code}`) : errorText({ code, message }));
@@ -387,6 +400,9 @@ function startHub() {
 function onWelcome(w) {
   if (w.limits) app.limits = w.limits;
   app.account = w.account || null;
+  app.offices = w.offices || [];
+  // A watch belongs to the connection it was asked on.
+  app.dash.watching = null;
   app.application = w.application || null;
   const r0 = route();
   const shownInfo = r0.name === 'group' && app.groups.has(r0.group) ? JSON.stringify(app.groups.get(r0.group).info) : null;
@@ -406,7 +422,7 @@ function onWelcome(w) {
   for (const log of next.values()) subscribe(log);
   for (const log of next.values()) if (log.info.role === 'cadre' || log.info.role === 'secretary') fetchApplications(log.id);
   const r = route();
-  if (r.name === 'groups' && !app.autoOpened && next.size === 1) {
+  if (r.name === 'groups' && !app.autoOpened && next.size === 1 && !isOfficerHome()) {
     // One group, as for most residents: skip the list.
     app.autoOpened = true;
     go(`#/g/${[...next.keys()][0]}/chat`);
@@ -461,6 +477,7 @@ function onEvent(ev) {
   const log = app.groups.get(ev.group);
   if (!log) return;
   if (!addEvent(log, ev)) return; // (group, seq) already shown: a resume or history overlap
+  dashOnEvent(ev);
   if (ev.channel !== 'chat' || ev.kind === 'like' || ev.kind === 'unlike') {
     if (govOpen(log.id)) scheduleGovDraw(log.id);
     if ((ev.kind === 'like' || ev.kind === 'unlike') && ev.body) wantLikes(log, ev.body.target, true);
@@ -609,6 +626,7 @@ async function flush() {
       refreshPending(item);
       const body = { text: item.text };
       if (item.reply_to != null) body.reply_to = item.reply_to;
+      if (item.images && item.images.length) body.images = item.images;
       try {
         const r = await hub.request({ op: 'send', group: item.group, channel: 'chat', body, client_key: key });
         app.inflight.delete(key);
@@ -660,10 +678,10 @@ function onSent(item, seq) {
   refreshPending(item);
 }
 
-function sendMessage(group, text) {
+function sendMessage(group, text, images) {
   const log = app.groups.get(group);
   const reply = app.replyTo && app.replyTo.group === group ? app.replyTo.seq : null;
-  const item = app.outbox.add(group, text, reply);
+  const item = app.outbox.add(group, text, reply, images);
   app.replyTo = null;
   if (log && isOpen(group)) {
     const pendingList = $('#pending');
@@ -814,7 +832,7 @@ function renderChat(log) {
       e.preventDefault();
       submitComposer(log, input);
     },
-  }, input, counter, sendBtn);
+  }, imagesSupported() ? attachButton(log.id, () => drawAttachments(log.id)) : null, input, counter, sendBtn);
   input.addEventListener('input', () => {
     app.drafts.set(log.id, input.value);
     autosize(input);
@@ -828,6 +846,7 @@ function renderChat(log) {
     }
   });
   const replyBar = h('div', { class: 'replybar', id: 'replybar' });
+  const attachments = h('div', { class: 'attachments', id: 'attachments', hidden: true });
   const role = log.info.role;
   const mutedUntil = log.info.muted_until && log.info.muted_until > Date.now() ? log.info.muted_until : null;
   let bottom = form;
@@ -836,8 +855,10 @@ function renderChat(log) {
   } else if (mutedUntil) {
     bottom = h('p', { class: 'readonly-note', id: 'muted-note' }, t('chat.muted', { until: formatTime(mutedUntil) }));
   }
-  return h('main', { class: 'content chat', dataset: { group: String(log.id) } },
-    messages, newBelow, replyBar, bottom);
+  const main = h('main', { class: 'content chat', dataset: { group: String(log.id) } },
+    messages, newBelow, replyBar, bottom === form ? attachments : null, bottom);
+  if (bottom === form) queueMicrotask(() => drawAttachments(log.id));
+  return main;
 }
 
 function afterChatMounted(groupId) {
@@ -857,7 +878,8 @@ function afterChatMounted(groupId) {
 
 function submitComposer(log, input) {
   const text = input.value.trim();
-  if (!text) return;
+  const images = app.attachments.get(log.id) || [];
+  if (!text && !images.length) return;
   const max = app.limits.max_text || 2000;
   if ([...text].length > max) {
     toast(t('chat.too_long', { max }));
@@ -867,7 +889,9 @@ function submitComposer(log, input) {
   app.drafts.delete(log.id);
   autosize(input);
   updateCounter(input, $('#composer-counter'));
-  sendMessage(log.id, text);
+  app.attachments.delete(log.id);
+  drawAttachments(log.id);
+  sendMessage(log.id, text, images);
   input.focus();
 }
 
@@ -984,7 +1008,9 @@ function messageEl(log, ev) {
   } else if (hidden) {
     content = [h('div', { class: 'hidden-mark' }, t('chat.hidden.mark', { reason: hidden.reason })), h('div', { class: 'text hidden-text' }, text)];
   } else {
-    content = h('div', { class: 'text' }, text);
+    const images = ev.body && Array.isArray(ev.body.images) ? ev.body.images : [];
+    // An image-only message has no text line (an empty one would read as a blank bubble).
+    content = [text || !images.length ? h('div', { class: 'text' }, text) : null, thumbs(images)];
   }
   const li = h('li', {
     class: `msg${mine ? ' mine' : ''}${hidden ? ' is-hidden' : ''}`, tabindex: '0', role: 'button',
@@ -1081,7 +1107,8 @@ function pendingEl(log, item) {
     h('span', { class: 'author' }, t('chat.me')),
     h('span', { class: 'pending-label' })),
   item.reply_to != null ? quoteEl(log, item.reply_to) : null,
-  h('div', { class: 'text' }, item.text));
+  item.text || !(item.images && item.images.length) ? h('div', { class: 'text' }, item.text) : null,
+  thumbs(item.images));
   refreshPendingLabel(li, item);
   li.addEventListener('click', () => {
     const it = app.outbox && app.outbox.items.find((i) => i.client_key === item.client_key);
@@ -1702,10 +1729,6 @@ function onVisibility() {
   if (!first.done) app.hub.request({ op: 'history', group: first.value, limit: 1 }).catch(() => {});
 }
 
-// Exposed for tests and debugging only; the app never reads it.
-window.villagehub = { app };
-
-boot();
 
 // ---------------------------------------------------------------------------
 // Governance channels: notices and requests (protocol "Governance channels").
@@ -1816,11 +1839,26 @@ function drawNotices(main, log, detail) {
     const n = notices.find((x) => x.seq === detail);
     main.append(backLink(t('gov.back')));
     if (!n) return;
+    const amended = notices.find((x) => x.body.amends === n.seq);
+    const original = n.body.amends != null ? notices.find((x) => x.seq === n.body.amends) : null;
     main.append(h('article', { class: 'card notice-detail', id: 'notice-detail', dataset: { seq: n.seq } },
       h('h2', {}, n.body.title),
-      h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${n.author.name} · ${formatTime(n.ts)}`),
+      // A notice from another government system (docs/API.md) says so.
+      h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${n.author.name}${n.author.system ? ` (${t('badge.system')})` : ''} · ${formatTime(n.ts)}`),
       n.body.must_read ? h('p', { class: 'badge must' }, t('notice.must_read')) : null,
-      h('p', { class: 'body-text' }, n.body.text)));
+      n.body.amends != null ? h('p', { class: 'amend-note', id: 'amends-note' }, h('a', {
+        href: '#', onclick: (e) => { e.preventDefault(); if (original) openNotice(log, original, false); },
+      }, t('notice.amends', { seq: n.body.amends, title: original ? original.body.title : '' }))) : null,
+      amended ? h('p', { class: 'amend-note', id: 'amended-note' }, h('a', {
+        href: '#', onclick: (e) => { e.preventDefault(); openNotice(log, amended, false); },
+      }, t('notice.amended', { seq: amended.seq, title: amended.body.title }))) : null,
+      h('p', { class: 'body-text' }, n.body.text),
+      thumbs(n.body.images),
+      n.body.hash ? h('p', { class: 'muted hash', title: n.body.hash }, t('notice.hash', { hash: n.body.hash.slice(0, 12) })) : null,
+      h('div', { class: 'post-actions' }, likeButton(log, n.seq))));
+    if (isStaff(role) && n.kind === 'notice') {
+      main.append(h('button', { class: 'secondary big', type: 'button', id: 'notice-amend', onclick: () => openNoticeForm(log, n) }, t('notice.amend')));
+    }
     if (canManage(role)) {
       const rc = app.receipts && app.receipts.notice === n.seq ? app.receipts : null;
       const box = h('section', { class: 'card', id: 'unread-box' }, h('h3', {}, t('notice.unread.title')));
@@ -1847,9 +1885,14 @@ function drawNotices(main, log, detail) {
     h('div', { class: 'gov-line' },
       unread ? h('span', { class: 'dot', 'aria-label': t('notice.unread') }, t('notice.unread')) : null,
       n.body.must_read ? h('span', { class: 'badge must' }, t('notice.must_read')) : null,
+      n.body.amends != null ? h('span', { class: 'badge' }, t('notice.amendment')) : null,
       h('strong', { class: 'gov-title' }, n.body.title)),
-    h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${formatTime(n.ts)}`));
+    h('div', { class: 'gov-foot' },
+      h('p', { class: 'muted' }, `${t(`notice.cat.${n.body.category}`)} · ${formatTime(n.ts)}`),
+      likeButton(log, n.seq)));
   })));
+  // Under the list: reading comes first, checking the chain after.
+  if (notices.some((n) => n.body.category === 'affairs')) main.append(verifyBox(log));
 }
 
 async function openNotice(log, n, unread) {
@@ -1879,21 +1922,61 @@ function onReceipts(rc) {
   scheduleGovDraw();
 }
 
-function openNoticeForm(log) {
+/**
+ * The notice form; with `amends` (a notice), a correction of it: same
+ * category (the server requires it), a new notice that names the old one —
+ * disclosures are never edited.
+ */
+function openNoticeForm(log, amends) {
   const title = h('input', { id: 'sheet-title', maxlength: '200' });
   const text = h('textarea', { id: 'sheet-text', rows: '5' });
-  const cat = h('select', { id: 'sheet-category' }, NOTICE_CATEGORIES.map((c) => h('option', { value: c }, t(`notice.cat.${c}`))));
+  const cat = h('select', { id: 'sheet-category', disabled: !!amends }, NOTICE_CATEGORIES.map((c) => h('option', { value: c }, t(`notice.cat.${c}`))));
   const must = h('input', { id: 'sheet-must', type: 'checkbox' });
-  openSheet(t('notice.new'), opForm({
-    fields: [[t('notice.f.title'), title], [t('notice.f.text'), text], [t('notice.f.category'), cat], [t('notice.must_read'), must]],
+  if (amends) {
+    title.value = t('notice.amend.title', { title: amends.body.title });
+    text.value = amends.body.text;
+    cat.value = amends.body.category;
+  }
+  const fields = [[t('notice.f.title'), title], [t('notice.f.text'), text], [t('notice.f.category'), cat], [t('notice.must_read'), must]];
+  const pics = imagePicker();
+  if (pics) fields.push([t('images.title'), pics.el]);
+  const form = opForm({
+    fields,
     submitText: t('gov.publish'),
     build: () => {
       if (!title.value.trim() || !text.value.trim()) return 'gov.required';
-      return { op: 'post', group: log.id, client_key: `notice-${myId()}-${Date.now()}`,
-        event: { kind: 'notice', body: { title: title.value.trim(), text: text.value.trim(), category: cat.value, must_read: must.checked } } };
+      const body = { title: title.value.trim(), text: text.value.trim(), category: cat.value, must_read: must.checked };
+      if (amends) body.amends = amends.seq;
+      if (pics && pics.hashes().length) body.images = pics.hashes();
+      return { op: 'post', group: log.id, client_key: `notice-${myId()}-${Date.now()}`, event: { kind: 'notice', body } };
     },
-    onDone: () => toast(t('gov.posted')),
-  }));
+    onDone: (r) => {
+      toast(t('gov.posted'));
+      if (amends) { app.govDetail = { group: log.id, channel: 'notices', seq: r.seq }; scheduleGovDraw(); }
+    },
+  });
+  openSheet(amends ? t('notice.amend') : t('notice.new'),
+    amends ? h('p', { class: 'sheet-quote' }, t('notice.amend.hint', { seq: amends.seq })) : null, form);
+}
+
+/** group → the last `verify_disclosures` report shown. */
+const verifyReports = new Map();
+
+/** "Verify the disclosure chain": anyone who sees the group may ask. */
+function verifyBox(log) {
+  const rep = verifyReports.get(log.id);
+  const result = rep ? h('p', {
+    class: `verify-result ${rep.ok ? 'ok' : 'broken'}`, id: 'verify-result', role: 'status', dataset: { ok: String(!!rep.ok) },
+  }, rep.ok ? t('notice.verify.ok', { n: rep.checked })
+    : t('notice.verify.broken', { seq: rep.broken ? rep.broken.seq : '?', reason: rep.broken ? rep.broken.reason : '', n: rep.checked })) : null;
+  return h('section', { class: 'card verify', id: 'verify-box' },
+    h('p', { class: 'muted' }, t('notice.verify.hint')),
+    actionButton('verify-disclosures', t('notice.verify'), 'secondary', async () => {
+      const r = await app.hub.request({ op: 'verify_disclosures', group: log.id });
+      verifyReports.set(log.id, r.report || {});
+      scheduleGovDraw();
+    }),
+    result);
 }
 
 // --- requests ----------------------------------------------------------------
@@ -1942,6 +2025,7 @@ function requestItem(log, r) {
   },
   h('div', { class: 'gov-line' },
     h('span', { class: `badge st-${st}` }, t(`request.st.${st}`)),
+    r.escalated && !r.resolved ? h('span', { class: 'badge st-escalated' }, t('request.escalated', { to: t(`request.to.${r.escalated}`) })) : null,
     h('strong', { class: 'gov-title' }, r.ev.body.category)),
   h('p', { class: 'gov-text' }, snippet(r.ev.body.text, 60)),
   h('p', { class: `muted clock${overdue ? ' late' : ''}` }, `${r.ev.author.name} · ${formatTime(r.ev.ts)} ${clockText(r)}`));
@@ -1956,10 +2040,12 @@ function drawRequests(main, log, detail) {
     main.append(backLink(t('gov.back')));
     if (!r) return;
     const st = requestStatus(r);
-    main.append(h('article', { class: 'card request-detail', id: 'request-detail', dataset: { seq: r.ev.seq, status: st } },
+    main.append(h('article', { class: 'card request-detail', id: 'request-detail', dataset: { seq: r.ev.seq, status: st, escalated: r.escalated || '' } },
       h('p', {}, h('span', { class: `badge st-${st}`, id: 'request-status' }, t(`request.st.${st}`)),
+        r.escalated ? h('span', { class: 'badge st-escalated', id: 'request-escalated' }, t('request.escalated', { to: t(`request.to.${r.escalated}`) })) : null,
         ' ', h('strong', {}, r.ev.body.category)),
       h('p', { class: 'body-text' }, r.ev.body.text),
+      thumbs(r.ev.body.images),
       h('p', { class: 'muted' }, `${r.ev.author.name} · ${formatTime(r.ev.ts)}`),
       h('p', { class: 'clock', id: 'request-clock' }, clockText(r))));
     main.append(h('ol', { class: 'list timeline', id: 'request-timeline' }, r.timeline.map((ev) => h('li', { class: `tl ${ev.kind}` },
@@ -1967,8 +2053,10 @@ function drawRequests(main, log, detail) {
       h('p', {}, ev.kind === 'request_reply' ? ev.body.text
         : ev.kind === 'request_rated' ? t('request.rated', { stars: ev.body.stars, comment: ev.body.comment || '' })
           : ev.kind === 'request_escalated' ? t('request.escalated', { to: t(`request.to.${ev.body.to}`) })
-            : t(`request.ev.${ev.kind}`))))));
-    if (staff && !r.resolved && !OFFICERS.has(role)) {
+            : t(`request.ev.${ev.kind}`)),
+      ev.kind === 'request_escalated' && ev.body.reason ? h('p', { class: 'muted' }, t('request.escalate.reason', { reason: ev.body.reason })) : null,
+      ev.kind === 'request_reply' ? h('div', { class: 'post-actions' }, likeButton(log, ev.seq)) : null))));
+    if (mayAnswer(role, r) && !r.resolved) {
       const text = h('textarea', { id: 'reply-text', rows: '3', placeholder: t('request.reply.placeholder') });
       main.append(h('div', { class: 'card actions' }, text,
         h('button', { class: 'primary big', type: 'button', id: 'reply-send', onclick: async (e) => {
@@ -1985,6 +2073,11 @@ function drawRequests(main, log, detail) {
           try { await govPost(log.id, 'request_resolved', { request: r.ev.seq }, `resolve-${r.ev.seq}`); } catch (err) { toast(errorText(err)); }
           e.target.disabled = false;
         } }, t('request.resolve'))));
+    }
+    const up = escalationTarget(role, r);
+    if (up) {
+      main.append(h('button', { class: 'secondary big', type: 'button', id: 'escalate', dataset: { to: up },
+        onclick: () => openEscalateForm(log, r, up) }, t('request.escalate', { to: t(`request.to.${up}`) })));
     }
     if (r.resolved && !r.rated && r.ev.author.id === myId()) {
       const stars = h('select', { id: 'rate-stars' }, [5, 4, 3, 2, 1].map((n) => h('option', { value: String(n) }, t('request.stars', { n }))));
@@ -2004,29 +2097,76 @@ function drawRequests(main, log, detail) {
   }
   let list = [...reqs.values()];
   if (!staff) list = list.filter((r) => r.ev.author.id === myId());
-  // Open ones first, by deadline; then the resolved, newest first.
-  list.sort((a, b) => (a.resolved - b.resolved) || (a.resolved ? b.ev.seq - a.ev.seq : a.ev.ts - b.ev.ts));
+  // Open ones first (for officers, those escalated to them first), by
+  // deadline; then the resolved, newest first.
+  const mine = (r) => (OFFICERS.has(role) && !r.resolved && mayAnswer(role, r) ? 0 : 1);
+  list.sort((a, b) => (a.resolved - b.resolved) || (mine(a) - mine(b))
+    || (a.resolved ? b.ev.seq - a.ev.seq : a.ev.ts - b.ev.ts));
   main.append(h('h2', { class: 'gov-h' }, t(staff ? 'request.queue' : 'request.mine')));
   if (!list.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('request.empty')));
   main.append(h('ul', { class: 'list gov-list', id: 'request-list' }, list.map((r) => requestItem(log, r))));
 }
 
+/**
+ * Whether this role may reply to and resolve the request: the group's cadres
+ * and secretary always; a town officer once it is escalated to the town; a
+ * district officer once escalated at all (the server checks the same).
+ */
+function mayAnswer(role, r) {
+  if (isStaff(role)) return true;
+  if (role === 'town_officer') return r.escalated === 'town';
+  if (role === 'district_officer') return !!r.escalated;
+  return false;
+}
+
+/** Where this role may escalate the request to, or null. */
+function escalationTarget(role, r) {
+  if (r.resolved) return null;
+  if (isStaff(role) && !r.escalated) return 'town';
+  if (role === 'town_officer' && r.escalated === 'town') return 'district';
+  return null;
+}
+
+function openEscalateForm(log, r, to) {
+  const reason = h('textarea', { id: 'sheet-reason', rows: '3', maxlength: '500', placeholder: t('request.escalate.placeholder') });
+  openSheet(t('request.escalate', { to: t(`request.to.${to}`) }),
+    h('p', { class: 'sheet-quote' }, snippet(r.ev.body.text, 80)),
+    opForm({
+      fields: [[t('mod.reason'), reason]],
+      submitText: t('request.escalate.submit'),
+      build: () => (reason.value.trim() ? { op: 'post', group: log.id, client_key: `esc-${r.ev.seq}-${to}`,
+        event: { kind: 'request_escalated', body: { request: r.ev.seq, to, reason: reason.value.trim() } } } : 'mod.reason.missing'),
+      onDone: () => toast(t('request.escalate.done', { to: t(`request.to.${to}`) })),
+    }));
+}
+
 function openRequestForm(log) {
   const cat = h('select', { id: 'sheet-category' }, REQUEST_CATEGORIES.map((c) => h('option', { value: tables()['zh-CN'][`request.cat.${c}`] }, t(`request.cat.${c}`))));
   const text = h('textarea', { id: 'sheet-text', rows: '5', maxlength: '2000' });
+  const fields = [[t('request.f.category'), cat], [t('request.f.text'), text]];
+  const pics = imagePicker();
+  if (pics) fields.push([t('images.title'), pics.el]);
   openSheet(t('request.new'), opForm({
-    fields: [[t('request.f.category'), cat], [t('request.f.text'), text]],
+    fields,
     submitText: t('request.submit'),
     build: () => {
       if (!text.value.trim()) return 'gov.required';
-      return { op: 'post', group: log.id, client_key: `req-${myId()}-${Date.now()}`,
-        event: { kind: 'request', body: { category: cat.value, text: text.value.trim() } } };
+      const body = { category: cat.value, text: text.value.trim() };
+      if (pics && pics.hashes().length) body.images = pics.hashes();
+      return { op: 'post', group: log.id, client_key: `req-${myId()}-${Date.now()}`, event: { kind: 'request', body } };
     },
     onDone: (r) => { app.govDetail = { group: log.id, channel: 'requests', seq: r.seq }; scheduleGovDraw(); toast(t('gov.posted')); },
   }));
 }
 
 // --- deliberation ------------------------------------------------------------
+
+/** The hall's settings: the last `hall_settings` event, else the protocol's defaults. */
+function hallSettings(log) {
+  let settings = { proposers: 'members', voting: 'household' };
+  for (const ev of log.sorted()) if (ev.kind === 'hall_settings' && ev.body) settings = { ...settings, ...ev.body };
+  return settings;
+}
 
 function topicState(log) {
   const topics = new Map();
@@ -2068,7 +2208,8 @@ function drawTopics(main, log, detail) {
       h('h2', {}, tp.ev.body.title),
       h('p', { class: 'muted' }, `${tp.ev.author.name} · ${formatTime(tp.ev.ts)} · ${t(`topic.proposes.${tp.ev.body.proposes || 'convention'}`)}`),
       h('p', { class: 'body-text' }, tp.ev.body.text),
-      h('p', { class: 'muted' }, open ? t('topic.until', { time: formatTime(tp.ev.body.vote_until) }) : '')));
+      h('p', { class: 'muted', id: 'topic-voting' }, open ? `${t('topic.until', { time: formatTime(tp.ev.body.vote_until) })} · ${t(`hall.voting.${tp.ev.body.voting || 'household'}`)}` : ''),
+      h('div', { class: 'post-actions' }, likeButton(log, tp.ev.seq))));
     if (tp.closed) {
       main.append(h('section', { class: 'card', id: 'topic-result' },
         h('h3', {}, t(`topic.outcome.${tp.closed.outcome}`)),
@@ -2087,7 +2228,7 @@ function drawTopics(main, log, detail) {
       main.append(h('ol', { class: 'timeline', id: 'progress-list' }, tp.progress.map((ev) => h('li', {},
         h('p', {}, h('strong', {}, `${ev.body.percent}% · ${ev.body.status}`)),
         ev.body.note ? h('p', {}, ev.body.note) : null,
-        h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`)))));
+        h('div', { class: 'gov-foot' }, h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`), likeButton(log, ev.seq))))));
       if (isStaff(role)) {
         const status = h('input', { id: 'progress-status', maxlength: '50', placeholder: t('topic.progress.status') });
         const percent = h('input', { id: 'progress-percent', type: 'number', min: '0', max: '100', placeholder: '%' });
@@ -2103,7 +2244,8 @@ function drawTopics(main, log, detail) {
     }
     main.append(h('h3', { class: 'gov-h' }, t('topic.comments', { n: tp.comments.length })));
     main.append(h('ol', { class: 'timeline', id: 'comment-list' }, tp.comments.map((ev) => h('li', {},
-      h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`), h('p', {}, ev.body.text)))));
+      h('p', { class: 'muted' }, `${ev.author.name} · ${formatTime(ev.ts)}`), h('p', {}, ev.body.text),
+      h('div', { class: 'post-actions' }, likeButton(log, ev.seq))))));
     if (!OFFICERS.has(role)) {
       const text = h('textarea', { id: 'comment-text', rows: '2', placeholder: t('topic.comment.placeholder') });
       main.append(h('div', { class: 'card actions' }, text, actionButton('comment-send', t('topic.comment.send'), 'primary', async () => {
@@ -2114,9 +2256,13 @@ function drawTopics(main, log, detail) {
     }
     return;
   }
-  if (!OFFICERS.has(role)) {
+  const hall = hallSettings(log);
+  if (!OFFICERS.has(role) && (hall.proposers === 'members' || isStaff(role))) {
     main.append(h('button', { class: 'primary big', type: 'button', id: 'topic-new', onclick: () => openTopicForm(log) }, t('topic.new')));
   }
+  main.append(h('div', { class: 'hall-line', id: 'hall-settings', dataset: { proposers: hall.proposers, voting: hall.voting } },
+    h('p', { class: 'muted' }, `${t(`hall.proposers.${hall.proposers}`)} · ${t(`hall.voting.${hall.voting}`)}`),
+    role === 'secretary' ? h('button', { class: 'tool', type: 'button', id: 'hall-settings-edit', onclick: () => openHallSettings(log, hall) }, t('hall.settings')) : null));
   const list = [...topics.values()].sort((a, b) => (!!a.closed - !!b.closed) || (b.ev.seq - a.ev.seq));
   if (!list.length && log.historyLoaded) main.append(h('p', { class: 'placeholder' }, t('topic.empty')));
   main.append(h('ul', { class: 'gov-list', id: 'topic-list' }, list.map((tp) => h('li', {
@@ -2126,8 +2272,23 @@ function drawTopics(main, log, detail) {
   h('div', { class: 'gov-line' },
     h('span', { class: 'badge' }, tp.closed ? t(`topic.outcome.${tp.closed.outcome}`) : t('topic.voting')),
     h('strong', { class: 'gov-title' }, tp.ev.body.title)),
-  h('p', { class: 'muted' }, tp.closed ? t('topic.tally', { yes: tp.closed.yes, no: tp.closed.no, abstain: tp.closed.abstain })
-    : t('topic.until', { time: formatTime(tp.ev.body.vote_until) }))))));
+  h('div', { class: 'gov-foot' },
+    h('p', { class: 'muted' }, tp.closed ? t('topic.tally', { yes: tp.closed.yes, no: tp.closed.no, abstain: tp.closed.abstain })
+      : t('topic.until', { time: formatTime(tp.ev.body.vote_until) })),
+    likeButton(log, tp.ev.seq))))));
+}
+
+/** The secretary sets who proposes topics and whether votes count per household or per person. */
+function openHallSettings(log, hall) {
+  const proposers = h('select', { id: 'sheet-proposers' }, ['members', 'cadres'].map((v) => h('option', { value: v, selected: v === hall.proposers }, t(`hall.proposers.${v}`))));
+  const voting = h('select', { id: 'sheet-voting' }, ['household', 'person'].map((v) => h('option', { value: v, selected: v === hall.voting }, t(`hall.voting.${v}`))));
+  openSheet(t('hall.settings'), h('p', { class: 'sheet-quote' }, t('hall.settings.hint')), opForm({
+    fields: [[t('hall.f.proposers'), proposers], [t('hall.f.voting'), voting]],
+    submitText: t('hall.save'),
+    build: () => ({ op: 'post', group: log.id, client_key: `hall-${myId()}-${Date.now()}`,
+      event: { kind: 'hall_settings', body: { proposers: proposers.value, voting: voting.value } } }),
+    onDone: () => toast(t('hall.saved')),
+  }));
 }
 
 function openTopicForm(log) {
@@ -2170,7 +2331,9 @@ function drawExchange(main, log) {
         h('span', { class: 'badge' }, t(`item.mode.${it.ev.body.mode}`)),
         h('strong', { class: 'gov-title' }, it.ev.body.title)),
       h('p', {}, it.ev.body.text),
-      h('p', { class: 'muted' }, `${it.ev.author.name} · ${formatTime(it.ev.ts)} · ${it.claimed ? t(`item.st.${st}`, { name: it.claimed.name }) : t('item.st.open')}`),
+      h('div', { class: 'gov-foot' },
+        h('p', { class: 'muted' }, `${it.ev.author.name} · ${formatTime(it.ev.ts)} · ${it.claimed ? t(`item.st.${st}`, { name: it.claimed.name }) : t('item.st.open')}`),
+        likeButton(log, it.ev.seq)),
       !mine && !it.claimed && !OFFICERS.has(role) ? actionButton(`claim-${it.ev.seq}`, t('item.claim'), 'secondary',
         () => govPost(log.id, 'item_claimed', { item: it.ev.seq }, `claim-${it.ev.seq}`)) : null,
       mine && it.claimed && !it.handed ? actionButton(`hand-${it.ev.seq}`, t('item.hand_over'), 'primary',
@@ -2209,8 +2372,12 @@ function likeOf(groupId, seq) {
 
 function likeButton(log, seq) {
   const l = likeOf(log.id, seq);
+  wantLikes(log, seq);
+  // Officers read; liking is the members' (the server says forbidden).
+  const readOnly = OFFICERS.has(log.info.role);
   return h('button', {
-    class: 'like', type: 'button', dataset: { target: String(seq) }, 'aria-pressed': l.mine ? 'true' : 'false',
+    class: 'like', type: 'button', dataset: { target: String(seq), group: String(log.id) }, 'aria-pressed': l.mine ? 'true' : 'false',
+    disabled: readOnly,
     onclick: async (e) => {
       e.stopPropagation();
       const cur = likeOf(log.id, seq);
@@ -2251,7 +2418,7 @@ async function fetchLikes() {
         const m = likeCounts.get(group);
         for (const c of r.counts || []) {
           m.set(c.target, { count: c.count, mine: !!c.mine });
-          for (const b of document.querySelectorAll(`#msglist .msg[data-group="${group}"] .like[data-target="${c.target}"]`)) {
+          for (const b of document.querySelectorAll(`.like[data-group="${group}"][data-target="${c.target}"]`)) {
             b.textContent = t('like', { n: c.count });
             b.setAttribute('aria-pressed', c.mine ? 'true' : 'false');
           }
@@ -2268,3 +2435,634 @@ setInterval(() => {
   const r = route();
   if (r.name === 'group' && r.channel === 'requests' && $('#gov')) scheduleGovDraw();
 }, 30_000);
+
+// ---------------------------------------------------------------------------
+// Officer dashboard (town and district officers' home, `#/groups`): every
+// group in scope with its figures (`stats` per group), the scope's totals
+// (`stats`, `figures`), the TOP-10 needs (`needs`), early warnings as they
+// arrive (`warning` pushes) and the escalated requests. Figures are asked
+// again when events of a group arrive (throttled) and every minute; if the
+// server offers `watch_stats` (planned), its pushes keep the totals live.
+// Planned ops the server may not have yet (`warnings`, `watch_stats`,
+// `escalated`) are feature-detected: an error reply just hides what they
+// would add.
+// ---------------------------------------------------------------------------
+
+/**
+ * Figures of the scope shown as tiles, in order: `stats` keys, and `figures`
+ * keys (request figures) marked `f:`. The first row of four is what an
+ * officer looks at first; the rest folds away under "more".
+ */
+const DASH_TILES = ['participants', 'interactions', 'requests', 'f:reply_rate',
+  'requests_answered', 'requests_solved_in_group', 'requests_escalated', 'f:overdue'];
+const DASH_MORE = ['notices', 'likes', 'topics', 'conventions', 'projects', 'exchanged_items',
+  'f:on_time_rate', 'f:median_first_response_ms'];
+/** Figures on each group's card. */
+const DASH_GROUP_FIGS = ['interactions', 'participants', 'requests', 'requests_answered', 'requests_escalated'];
+/** Events of a group wait this long for company before its figures are asked again. */
+const DASH_REFRESH_MS = 1500;
+const DASH_POLL_MS = 60_000;
+const NEEDS_REFRESH_MS = 10_000;
+/** Warnings kept in memory (newest first). */
+const MAX_WARNINGS = 100;
+
+app.offices = [];
+app.warnings = [];
+/** group → image hashes attached in the chat composer, not sent yet. */
+app.attachments = new Map();
+app.dash = {
+  scope: null,
+  stats: null,
+  figures: null,
+  needs: null,
+  /** group id → stats of `group:G`. */
+  groupStats: new Map(),
+  /** group id → members online (presence op, presence_update pushes). */
+  online: new Map(),
+  /** Group ids whose figures are stale. */
+  dirty: new Set(),
+  scopeDirty: false,
+  timer: null,
+  needsAt: 0,
+  /** The scope `watch_stats` was accepted for (planned op), or null. */
+  watching: null,
+  /** null = not asked, false = the server has no such op, else the list. */
+  escalated: null,
+  /** Whether the `warnings` listing op exists (planned); null = not asked. */
+  warningsOp: null,
+  moreWarnings: false,
+};
+
+function isOfficerHome() {
+  return app.offices.some((o) => o && typeof o === 'object' && (o.town != null || o.district != null));
+}
+
+/** The scopes of the account's offices: {scope: 'town:2', kind: 'town', of: 2, label}. */
+function officeScopes() {
+  const out = [];
+  for (const o of app.offices) {
+    if (!o || typeof o !== 'object') continue;
+    if (o.town != null) {
+      const g = [...app.groups.values()].find((l) => l.info.role === 'town_officer');
+      out.push({ scope: `town:${o.town}`, kind: 'town', of: o.town, label: g ? g.info.town : t('dash.scope.town') });
+    } else if (o.district != null) {
+      out.push({ scope: `district:${o.district}`, kind: 'district', of: o.district, label: t('dash.scope.district') });
+    }
+  }
+  return out;
+}
+
+function dashScope() {
+  const scopes = officeScopes();
+  return scopes.find((s) => s.scope === app.dash.scope) || scopes[0] || null;
+}
+
+function onDashboard() {
+  return route().name === 'groups' && !!$('#dashboard');
+}
+
+function figureText(key, v) {
+  if (v == null) return '–';
+  if (key.endsWith('_rate')) return `${Math.round(v / 10)}%`;
+  if (key === 'median_first_response_ms') return t('dash.minutes', { n: Math.round(v / 60000) });
+  return String(v);
+}
+
+function tile(key, v, label) {
+  return h('div', { class: 'fig', dataset: { key } },
+    h('span', { class: 'fig-n' }, figureText(key, v)),
+    h('span', { class: 'fig-l' }, label || t(`dash.fig.${key}`)));
+}
+
+function renderDashboard() {
+  const s = dashScope();
+  const name = app.session.account.name || '';
+  const scopes = officeScopes();
+  const picker = scopes.length > 1 ? h('select', {
+    id: 'dash-scope', 'aria-label': t('dash.scope'),
+    onchange: (e) => { app.dash.scope = e.target.value; resetDash(); render(); },
+  }, scopes.map((x) => h('option', { value: x.scope, selected: x.scope === (s && s.scope) }, x.label))) : null;
+  const groups = [...app.groups.values()].filter((l) => OFFICERS.has(l.info.role));
+  return h('div', { class: 'screen groups dashboard' },
+    h('header', { class: 'bar' },
+      h('h1', { class: 'bar-title' }, t('groups.title.officer', { n: groups.length })),
+      connPill()),
+    offlineBanner(),
+    h('main', { class: 'content dash', id: 'dashboard', dataset: { scope: s ? s.scope : '' } },
+      h('section', { class: 'dash-card', id: 'dash-warnings' },
+        h('h2', {}, t('dash.warnings')),
+        h('ol', { class: 'warn-list', id: 'warnings' }),
+        h('div', { id: 'warnings-more' })),
+      h('section', { class: 'dash-card', id: 'dash-summary' },
+        h('div', { class: 'dash-head' },
+          h('h2', {}, s ? t('dash.title', { scope: s.label }) : t('dash.title.none')),
+          picker,
+          h('span', { class: 'muted dash-live', id: 'dash-live' })),
+        h('div', { class: 'figs', id: 'scope-stats' }),
+        h('details', { class: 'dash-more' }, h('summary', {}, t('dash.more')),
+          h('div', { class: 'figs', id: 'scope-figures' }))),
+      h('section', { class: 'dash-card', id: 'dash-escalated', hidden: true },
+        h('h2', {}, t('dash.escalated')),
+        h('ul', { class: 'gov-list', id: 'escalated' })),
+      h('section', { class: 'dash-groups' },
+        h('h2', {}, t('dash.groups')),
+        dashGroupList(groups)),
+      h('section', { class: 'dash-card', id: 'dash-needs' },
+        h('h2', {}, t('dash.needs')),
+        h('ol', { class: 'needs', id: 'needs' }, h('li', { class: 'muted' }, t('groups.loading')))),
+      h('section', { class: 'me' },
+        h('p', { class: 'me-name' }, name,
+          app.account && app.account.party ? h('span', { class: 'badge badge-party' }, t('badge.party')) : null),
+        h('div', { class: 'toolbar' }, settingsButtons()),
+        h('button', { class: 'secondary big', type: 'button', id: 'change-password', onclick: openChangePassword }, t('password.title')),
+        h('button', { class: 'secondary big', type: 'button', id: 'logout', onclick: () => logoutEverywhere() }, t('settings.logout')))));
+}
+
+/** Group cards, under one heading per town when the scope spans several. */
+function dashGroupList(groups) {
+  const towns = [...new Set(groups.map((l) => l.info.town))];
+  const list = (ls) => h('ul', { class: 'group-list' }, ls.map((l) => h('li', {}, dashGroupCard(l))));
+  if (towns.length <= 1) return list(groups);
+  return towns.map((town) => h('div', { class: 'dash-town', dataset: { town } },
+    h('h3', {}, town), list(groups.filter((l) => l.info.town === town))));
+}
+
+function dashGroupCard(log) {
+  const g = log.info;
+  return h('a', { class: 'group-card dash-group', href: `#/g/${g.id}/chat`, dataset: { group: String(g.id) } },
+    h('span', { class: 'group-avatar', 'aria-hidden': 'true' }, g.name.slice(0, 1)),
+    h('span', { class: 'group-main' },
+      h('span', { class: 'group-name' }, g.name),
+      h('span', { class: 'group-sub' }, `${g.town} · ${t(`kind.${g.kind}`)}`, h('span', { class: 'online' })),
+      h('span', { class: 'group-figs' })));
+}
+
+function drawDashGroup(groupId) {
+  const card = document.querySelector(`#dashboard .dash-group[data-group="${groupId}"]`);
+  if (!card) return;
+  const st = app.dash.groupStats.get(groupId);
+  const figs = card.querySelector('.group-figs');
+  figs.replaceChildren(...DASH_GROUP_FIGS.map((k) => h('span', { class: 'gfig', dataset: { key: k } },
+    h('b', {}, figureText(k, st ? st[k] : null)), ` ${t(`dash.gfig.${k}`)}`)));
+  const online = app.dash.online.get(groupId);
+  const el = card.querySelector('.online');
+  el.textContent = online != null ? ` · ${t('dash.online', { n: online })}` : '';
+  card.classList.toggle('warned', app.warnings.some((w) => w.group === groupId && !w.seen));
+}
+
+function dashTile(key) {
+  const st = app.dash.stats;
+  const f = app.dash.figures;
+  if (!key.startsWith('f:')) return tile(key, st ? st[key] : null);
+  const k = key.slice(2);
+  // A rate of no requests at all is no figure.
+  const none = f && !f.requests && (k.endsWith('_rate') || k.startsWith('median'));
+  return tile(k, f && !none ? f[k] : null);
+}
+
+function drawDashStats() {
+  const box = $('#scope-stats');
+  if (!box) return;
+  box.replaceChildren(...DASH_TILES.map(dashTile));
+  $('#scope-figures').replaceChildren(...DASH_MORE.map(dashTile));
+  const live = $('#dash-live');
+  if (live) live.textContent = app.dash.watching ? t('dash.live') : app.dash.updatedAt ? t('dash.updated', { time: formatTime(app.dash.updatedAt) }) : '';
+}
+
+function drawDashNeeds() {
+  const list = $('#needs');
+  if (!list) return;
+  const needs = app.dash.needs;
+  if (!needs) return;
+  if (!needs.length) {
+    list.replaceChildren(h('li', { class: 'muted' }, t('dash.needs.empty')));
+    return;
+  }
+  const top = needs[0].count || 1;
+  list.replaceChildren(...needs.slice(0, 10).map((n, i) => h('li', { class: 'need', dataset: { term: n.term, source: n.source } },
+    h('span', { class: 'need-rank' }, String(i + 1)),
+    h('span', { class: 'need-term' }, n.term,
+      n.source === 'category' ? h('span', { class: 'badge' }, t('dash.needs.category')) : null),
+    h('span', { class: 'need-bar', style: `--w:${Math.max(8, Math.round((n.count / top) * 100))}%` }),
+    h('span', { class: 'need-n' }, String(n.count)))));
+}
+
+function warningEl(w) {
+  const log = app.groups.get(w.group);
+  const link = (w.links && w.links[0]) || { group: w.group };
+  let reason = t(`warning.reason.${w.reason}`);
+  if (reason === `warning.reason.${w.reason}`) reason = w.reason;
+  return h('li', { class: `warn reason-${w.reason}`, dataset: { group: String(w.group), seq: link.seq != null ? String(link.seq) : '' } },
+    h('div', { class: 'warn-head' },
+      h('span', { class: 'badge warn-badge' }, reason),
+      h('strong', {}, log ? log.info.name : `#${w.group}`),
+      h('time', { class: 'muted' }, formatTime(w.at || w.received))),
+    h('p', { class: 'warn-detail' }, warningDetail(w)),
+    h('a', { class: 'warn-open', href: `#/g/${link.group}/chat`, onclick: () => { w.seen = true; } }, t('dash.warning.open')));
+}
+
+/** The server's detail is for logs (「word」 in a message): say it in the reader's language. */
+function warningDetail(w) {
+  const word = w.reason === 'keyword' && typeof w.detail === 'string' ? w.detail.match(/「(.+?)」/) : null;
+  return word ? t('warning.keyword', { word: word[1] }) : (w.detail || '');
+}
+
+function drawDashWarnings() {
+  const list = $('#warnings');
+  if (!list) return;
+  const scoped = app.warnings.filter((w) => app.groups.has(w.group));
+  list.replaceChildren(...(scoped.length ? scoped.slice(0, 30).map(warningEl) : [h('li', { class: 'muted warn-empty' }, t('dash.warnings.empty'))]));
+  const more = $('#warnings-more');
+  more.replaceChildren();
+  if (app.dash.moreWarnings && app.dash.warningsOp) {
+    more.append(h('button', { class: 'secondary', type: 'button', id: 'warnings-older', onclick: () => loadWarnings(true) }, t('audit.more')));
+  }
+}
+
+function drawDashEscalated() {
+  const box = $('#dash-escalated');
+  if (!box) return;
+  const list = app.dash.escalated;
+  box.hidden = !Array.isArray(list);
+  if (!Array.isArray(list)) return;
+  const ul = $('#escalated');
+  if (!list.length) {
+    ul.replaceChildren(h('li', { class: 'muted' }, t('dash.escalated.empty')));
+    return;
+  }
+  ul.replaceChildren(...list.map((r) => {
+    const log = app.groups.get(r.group);
+    return h('li', { class: 'gov-item', dataset: { group: String(r.group), seq: String(r.seq) }, role: 'button', tabindex: '0',
+      onclick: () => openRequestOf(r.group, r.seq) },
+    h('div', { class: 'gov-line' },
+      h('span', { class: 'badge st-waiting' }, t(`request.to.${r.to || 'town'}`)),
+      h('strong', { class: 'gov-title' }, `${log ? log.info.name : `#${r.group}`} · ${r.category || ''}`)),
+    h('p', { class: 'gov-text' }, snippet(r.text || '', 60)),
+    h('p', { class: 'muted' }, `${formatTime(r.escalated_at || r.filed_at)}${r.automatic ? ` · ${t('dash.escalated.auto')}` : ''}`));
+  }));
+}
+
+/** Opens a request of any group: the group's requests tab with it shown. */
+function openRequestOf(group, seq) {
+  app.govDetail = { group, channel: 'requests', seq };
+  go(`#/g/${group}/requests`);
+}
+
+function drawDashboard() {
+  drawDashStats();
+  drawDashNeeds();
+  drawDashWarnings();
+  drawDashEscalated();
+  for (const l of app.groups.values()) drawDashGroup(l.id);
+}
+
+function resetDash() {
+  stopWatchStats();
+  app.dash.stats = null;
+  app.dash.figures = null;
+  app.dash.needs = null;
+  app.dash.escalated = null;
+  app.dash.needsAt = 0;
+}
+
+/** A reply, or null when the server refuses or lacks the op (planned ones). */
+async function askQuietly(op) {
+  try {
+    return await app.hub.request(op);
+  } catch (err) {
+    return { error: err.code || 'unknown' };
+  }
+}
+
+async function afterDashMounted() {
+  if (!app.hub) return;
+  await waitConnected();
+  if (!app.hub || !app.hub.connected || !onDashboard()) return;
+  const s = dashScope();
+  drawDashboard();
+  if (!s) return;
+  app.dash.scope = s.scope;
+  startWatchStats(s);
+  refreshScope(s, true);
+  const groups = [...app.groups.values()].filter((l) => OFFICERS.has(l.info.role));
+  for (const l of groups) app.dash.dirty.add(l.id);
+  refreshGroups();
+  for (const l of groups) askPresence(l.id);
+  if (app.dash.warningsOp === null || !app.warnings.length) loadWarnings(false);
+  loadEscalated(s);
+  clearInterval(app.dash.poll);
+  app.dash.poll = setInterval(() => {
+    if (!onDashboard()) {
+      clearInterval(app.dash.poll);
+      app.dash.poll = null;
+      stopWatchStats();
+      return;
+    }
+    const sc = dashScope();
+    if (!sc) return;
+    if (!app.dash.watching) refreshScope(sc, true);
+    else refreshNeeds(sc);
+    for (const l of app.groups.values()) if (OFFICERS.has(l.info.role)) app.dash.dirty.add(l.id);
+    refreshGroups();
+    loadEscalated(sc);
+  }, DASH_POLL_MS);
+}
+
+async function refreshScope(s, withNeeds) {
+  const [st, fig] = await Promise.all([
+    app.dash.watching ? Promise.resolve(null) : askQuietly({ op: 'stats', scope: s.scope }),
+    askQuietly({ op: 'figures', scope: s.kind, of: s.of }),
+  ]);
+  if (st && st.stats) app.dash.stats = st.stats;
+  if (fig && fig.figures) app.dash.figures = fig.figures;
+  if (st && st.error && st.error !== 'disconnected') toast(errorText({ code: st.error }));
+  app.dash.updatedAt = Date.now();
+  drawDashStats();
+  if (withNeeds) refreshNeeds(s);
+}
+
+async function refreshNeeds(s) {
+  app.dash.needsAt = Date.now();
+  const r = await askQuietly({ op: 'needs', scope: s.scope });
+  if (r && Array.isArray(r.needs)) app.dash.needs = r.needs;
+  else if (r && r.error !== 'disconnected' && !app.dash.needs) app.dash.needs = []; // not "loading" for ever
+  drawDashNeeds();
+}
+
+let dashGroupsBusy = false;
+async function refreshGroups() {
+  if (dashGroupsBusy) return;
+  dashGroupsBusy = true;
+  try {
+    while (app.dash.dirty.size && app.hub && app.hub.connected) {
+      const ids = [...app.dash.dirty];
+      app.dash.dirty.clear();
+      // In parallel: the hub's rate limiter paces them.
+      await Promise.all(ids.map(async (id) => {
+        const r = await askQuietly({ op: 'stats', scope: `group:${id}` });
+        if (r && r.stats) {
+          app.dash.groupStats.set(id, r.stats);
+          drawDashGroup(id);
+        }
+      }));
+    }
+  } finally {
+    dashGroupsBusy = false;
+  }
+}
+
+async function askPresence(groupId) {
+  const r = await askQuietly({ op: 'presence', group: groupId });
+  if (r && typeof r.online === 'number') {
+    app.dash.online.set(groupId, r.online);
+    drawDashGroup(groupId);
+  }
+}
+
+/** An event of a group in scope arrived: its figures (and the scope's) are stale. */
+function dashOnEvent(ev) {
+  if (!isOfficerHome() || !onDashboard()) return;
+  app.dash.dirty.add(ev.group);
+  app.dash.scopeDirty = true;
+  if (ev.channel === 'requests' && ev.kind !== 'request') app.dash.escalatedDirty = true;
+  if (app.dash.timer) return;
+  app.dash.timer = setTimeout(() => {
+    app.dash.timer = null;
+    const s = dashScope();
+    if (!s || !onDashboard()) return;
+    if (app.dash.scopeDirty) {
+      app.dash.scopeDirty = false;
+      const needs = Date.now() - app.dash.needsAt > NEEDS_REFRESH_MS;
+      refreshScope(s, needs);
+    }
+    if (app.dash.escalatedDirty) {
+      app.dash.escalatedDirty = false;
+      loadEscalated(s);
+    }
+    refreshGroups();
+  }, DASH_REFRESH_MS);
+}
+
+/** `warning` push: kept (newest first), shown on the dashboard, told to everyone else. */
+function onWarning(w) {
+  const warning = { ...w, received: Date.now() };
+  // Stored warnings (planned) carry a seq: never keep one twice.
+  if (warning.seq != null && app.warnings.some((x) => x.seq === warning.seq && x.group === warning.group)) return;
+  app.warnings.unshift(warning);
+  if (app.warnings.length > MAX_WARNINGS) app.warnings.length = MAX_WARNINGS;
+  if (onDashboard()) {
+    drawDashWarnings();
+    drawDashGroup(warning.group);
+    return;
+  }
+  const log = app.groups.get(warning.group);
+  let reason = t(`warning.reason.${warning.reason}`);
+  if (reason === `warning.reason.${warning.reason}`) reason = warning.reason;
+  toast(t('warning.toast', { group: log ? log.info.name : `#${warning.group}`, reason }));
+}
+
+/** Stored warnings (planned `warnings` op): the list before the live ones. */
+async function loadWarnings(older) {
+  const s = dashScope();
+  if (!s || app.dash.warningsOp === false) return;
+  const op = { op: 'warnings', scope: s.scope };
+  if (older) {
+    const withSeq = app.warnings.filter((w) => w.seq != null);
+    if (withSeq.length) op.before = Math.min(...withSeq.map((w) => w.seq));
+  }
+  const r = await askQuietly(op);
+  if (!r || !Array.isArray(r.warnings)) {
+    // unknown_op / bad_request: this server pushes warnings but keeps none.
+    app.dash.warningsOp = false;
+    return;
+  }
+  app.dash.warningsOp = true;
+  app.dash.moreWarnings = !!r.more;
+  const have = new Set(app.warnings.filter((w) => w.seq != null).map((w) => `${w.group}:${w.seq}`));
+  for (const w of r.warnings) if (!have.has(`${w.group}:${w.seq}`)) app.warnings.push({ ...w, received: w.at || Date.now() });
+  app.warnings.sort((a, b) => (b.at || b.received) - (a.at || a.received));
+  drawDashWarnings();
+}
+
+/** Escalated requests of the scope (planned `escalated` op). */
+async function loadEscalated(s) {
+  if (app.dash.escalated === false) return;
+  const r = await askQuietly({ op: 'escalated', scope: s.scope });
+  if (r && Array.isArray(r.requests)) {
+    app.dash.escalated = r.requests.filter((x) => x.status !== 'resolved');
+  } else if (r && r.error !== 'disconnected') {
+    app.dash.escalated = false;
+  }
+  drawDashEscalated();
+}
+
+/** Live totals (planned `watch_stats`): replaces the polling of the scope's stats. */
+async function startWatchStats(s) {
+  if (app.dash.watching === s.scope || app.dash.noWatch) return;
+  const r = await askQuietly({ op: 'watch_stats', scope: s.scope });
+  if (r && r.stats) {
+    app.dash.watching = s.scope;
+    app.dash.stats = r.stats;
+    drawDashStats();
+  } else if (r && r.error !== 'disconnected') {
+    app.dash.noWatch = true;
+  }
+}
+
+function stopWatchStats() {
+  const scope = app.dash.watching;
+  if (!scope) return;
+  app.dash.watching = null;
+  if (app.hub && app.hub.connected) askQuietly({ op: 'unwatch_stats', scope });
+}
+
+function onStatsUpdate(u) {
+  const st = u.stats;
+  if (!st) return;
+  if (st.scope && st.scope.startsWith('group:')) {
+    app.dash.groupStats.set(Number(st.scope.slice(6)), st);
+    drawDashGroup(Number(st.scope.slice(6)));
+    return;
+  }
+  if (st.scope && st.scope !== app.dash.watching) return;
+  app.dash.stats = st;
+  app.dash.updatedAt = Date.now();
+  drawDashStats();
+}
+
+function onPresenceUpdate(p) {
+  if (typeof p.online !== 'number') return;
+  app.dash.online.set(p.group, p.online);
+  drawDashGroup(p.group);
+}
+
+// ---------------------------------------------------------------------------
+// Pictures (planned server contract: POST /api/images → {image: sha256 hex},
+// shown from /api/images/<hash>; bodies carry `images`, at most 9). Until the
+// server has the endpoint, the first upload's 404/405 hides every attach
+// button for the session.
+// ---------------------------------------------------------------------------
+
+const MAX_IMAGES = 9;
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif'];
+const HASH = /^[0-9a-f]{64}$/;
+let imagesOff = false;
+
+function imagesSupported() {
+  return !imagesOff;
+}
+
+/** Uploads one picture; resolves with its hash, or null (told to the user). */
+async function uploadImage(file) {
+  if (!IMAGE_TYPES.includes(file.type)) {
+    toast(t('images.bad_type'));
+    return null;
+  }
+  let res;
+  try {
+    res = await fetch('/api/images', {
+      method: 'POST', headers: { authorization: `Bearer ${app.session.token}`, 'content-type': file.type }, body: file,
+    });
+  } catch {
+    toast(t('images.failed'));
+    return null;
+  }
+  if (res.status === 404 || res.status === 405 || res.status === 501) {
+    imagesOff = true;
+    for (const b of document.querySelectorAll('.attach')) b.remove();
+    toast(t('images.unsupported'));
+    return null;
+  }
+  if (res.status === 413) {
+    toast(t('images.too_large'));
+    return null;
+  }
+  if (!res.ok) {
+    toast(t('images.failed'));
+    return null;
+  }
+  try {
+    const body = await res.json();
+    return body && HASH.test(body.image) ? body.image : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A button with a hidden file input; each chosen picture is uploaded and kept in app.attachments under `groupId`. */
+function attachButton(groupId, onChange, id = 'attach') {
+  const input = h('input', { type: 'file', accept: IMAGE_TYPES.join(','), multiple: true, hidden: true });
+  input.addEventListener('change', async () => {
+    const files = [...input.files];
+    input.value = '';
+    const list = app.attachments.get(groupId) || [];
+    for (const f of files) {
+      if (list.length >= MAX_IMAGES) {
+        toast(t('images.max', { n: MAX_IMAGES }));
+        break;
+      }
+      const hash = await uploadImage(f);
+      if (hash) list.push(hash);
+      if (imagesOff) break;
+    }
+    app.attachments.set(groupId, list);
+    onChange();
+  });
+  return h('label', { class: 'attach', id, title: t('images.attach'), 'aria-label': t('images.attach') },
+    svgIcon(ICON_IMAGE), input);
+}
+
+/** The chat composer's strip of attached pictures, each removable. */
+function drawAttachments(groupId) {
+  const box = $('#attachments');
+  if (!box) return;
+  const list = app.attachments.get(groupId) || [];
+  box.hidden = !list.length;
+  box.replaceChildren(...list.map((hash, i) => h('span', { class: 'attached' },
+    h('img', { src: `/api/images/${hash}`, alt: '', loading: 'lazy' }),
+    h('button', { type: 'button', class: 'attached-x', 'aria-label': t('images.remove'), onclick: () => {
+      list.splice(i, 1);
+      drawAttachments(groupId);
+    } }, '×'))));
+}
+
+/** For a sheet form: an attach button with its thumbnails; null when pictures are off. */
+function imagePicker() {
+  if (!imagesSupported()) return null;
+  const key = `sheet-${Date.now()}`;
+  const strip = h('div', { class: 'attachments sheet-attachments', id: 'sheet-images' });
+  const draw = () => {
+    const list = app.attachments.get(key) || [];
+    strip.replaceChildren(...list.map((hash, i) => h('span', { class: 'attached' },
+      h('img', { src: `/api/images/${hash}`, alt: '' }),
+      h('button', { type: 'button', class: 'attached-x', 'aria-label': t('images.remove'), onclick: () => { list.splice(i, 1); draw(); } }, '×'))));
+  };
+  const el = h('div', { class: 'picker', id: 'sheet-picker' }, attachButton(key, draw, 'sheet-attach'), strip);
+  return { el, hashes: () => (app.attachments.get(key) || []).slice() };
+}
+
+/** Thumbnails of a post's pictures; a tap shows one full screen. */
+function thumbs(images) {
+  const list = Array.isArray(images) ? images.filter((x) => typeof x === 'string' && HASH.test(x)).slice(0, MAX_IMAGES) : [];
+  if (!list.length) return null;
+  return h('div', { class: `thumbs n${Math.min(list.length, 3)}` }, list.map((hash) => h('button', {
+    type: 'button', class: 'thumb', 'aria-label': t('images.open'),
+    onclick: (e) => { e.stopPropagation(); openImage(hash); },
+  }, h('img', { src: `/api/images/${hash}`, alt: '', loading: 'lazy' }))));
+}
+
+function openImage(hash) {
+  closeSheet();
+  const overlay = h('div', { class: 'sheet-overlay lightbox', id: 'sheet', role: 'dialog', 'aria-modal': 'true', 'aria-label': t('images.open'),
+    onclick: closeSheet },
+  h('img', { src: `/api/images/${hash}`, alt: '' }),
+  h('button', { class: 'sheet-close', type: 'button', 'aria-label': t('sheet.close') }, '×'));
+  document.body.append(overlay);
+}
+
+// ---------------------------------------------------------------------------
+// Exposed for tests and debugging only; the app never reads it. Boot last:
+// every module-level declaration above must exist before the first render.
+window.villagehub = { app };
+
+boot();

@@ -22,6 +22,13 @@ const OFFLINE_AFTER_ATTEMPTS = 4;
 // a long resume backfill is written before later replies.
 const REPLY_TIMEOUT_MS = 30_000;
 
+/**
+ * Pushes without an `id`, each re-dispatched as an event of its own type.
+ * `stats_update` and `presence_update` are planned server contracts: until
+ * the server sends them nothing arrives, and the app polls instead.
+ */
+const PUSHES = new Set(['membership', 'application', 'receipts', 'warning', 'stats_update', 'presence_update']);
+
 export class HubError extends Error {
   constructor(code, message) {
     super(message || code);
@@ -39,6 +46,7 @@ export class HubError extends Error {
  *  - `membership`   detail: a membership push (approved, rejected, role, muted, removed)
  *  - `application`  detail: an application push (cadres: someone applied)
  *  - `revoked`   the server closed with 4003 (logout, password change); the hub has stopped
+ *  - `receipts`, `warning`, `stats_update`, `presence_update`   detail: that push
  */
 export class Hub extends EventTarget {
   constructor({ url, token, clientName }) {
@@ -176,7 +184,7 @@ export class Hub extends EventTarget {
       this.dispatchEvent(new CustomEvent('event', { detail: frame }));
       return;
     }
-    if ((frame.type === 'membership' || frame.type === 'application' || frame.type === 'receipts') && frame.id == null) {
+    if (PUSHES.has(frame.type) && frame.id == null) {
       this.dispatchEvent(new CustomEvent(frame.type, { detail: frame }));
       return;
     }

@@ -138,7 +138,7 @@ export class GroupLog {
 // ---------------------------------------------------------------------------
 
 /**
- * Items: {client_key, group, text, reply_to?, created, failed?}. Order is
+ * Items: {client_key, group, text, reply_to?, images?, created, failed?}. Order is
  * the order written; they are sent one at a time in that order.
  */
 export class Outbox {
@@ -175,9 +175,10 @@ export class Outbox {
   // Every change re-reads the stored queue first: another tab of the same
   // account may have queued messages of its own, which must not be erased.
 
-  add(group, text, replyTo) {
+  add(group, text, replyTo, images) {
     const item = { client_key: this.newKey(), group, text, created: Date.now() };
     if (replyTo != null) item.reply_to = replyTo;
+    if (images && images.length) item.images = images;
     this.merge();
     this.items.push(item);
     this.save();

@@ -6,6 +6,8 @@
 //! - `org import FILE` — districts, towns, groups and their secretaries
 //!   from TOML or CSV (by extension); idempotent by name.
 //! - `account create|list|disable`, `password reset`.
+//! - `apikey create|list|revoke`: keys of other government systems
+//!   (`gov_api`); a new key is printed once and only its hash is kept.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,93 @@ pub enum AdminCommand {
     /// Passwords.
     #[command(subcommand)]
     Password(PasswordCommand),
+    /// API keys of other government systems (`/api/v1/`, docs/API.md).
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
 }
+
+// --- government api ---
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key for one system and scope; the key is printed once.
+    Create {
+        /// The system's name, shown as the author of its notices.
+        #[arg(long)]
+        system: String,
+        /// `group:ID`, `town:ID` or `district:ID`.
+        #[arg(long)]
+        scope: String,
+        /// Comma-separated: `notices` (publish notices), `read` (statistics
+        /// and requests).
+        #[arg(long, value_delimiter = ',', required = true)]
+        rights: Vec<String>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key, on every node.
+    Revoke { id: Id },
+}
+
+async fn apikey(hub: &Hub, command: ApiKeyCommand) -> anyhow::Result<String> {
+    use crate::gov_api::keys::{self, ApiRight};
+    match command {
+        ApiKeyCommand::Create { system, scope, rights } => {
+            let rights = rights
+                .iter()
+                .map(|r| ApiRight::parse(r).with_context(|| format!("right {r:?} is not notices or read")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let scope = crate::stats::Scope::parse(&scope)
+                .map_err(|_| anyhow::anyhow!("scope must be group:ID, town:ID or district:ID"))?
+                .to_wire();
+            let (key, key_hash) = keys::generate();
+            let change = DirectoryChange::ApiKeyCreated {
+                system: system.clone(),
+                scope: scope.clone(),
+                rights: rights.clone(),
+                key_hash,
+                at: now(),
+            };
+            let id = hub.change_directory(change).await?;
+            let rights: Vec<&str> = rights.iter().map(|r| r.as_str()).collect();
+            Ok(format!(
+                "created API key {id} for {system} ({scope}; rights: {})\n\
+                 key (shown only now; keep it secret): {key}\n",
+                rights.join(",")
+            ))
+        }
+        ApiKeyCommand::List => {
+            let dir = hub.directory.read().unwrap();
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{:>6}  {:<16} {:<12} {:<14} {:<21} status",
+                "id", "system", "scope", "rights", "created"
+            );
+            for k in dir.api_keys.sorted() {
+                let rights: Vec<&str> = k.rights.iter().map(|r| r.as_str()).collect();
+                let status = match k.revoked_at {
+                    Some(at) => format!("revoked {}", crate::gov_api::time::rfc3339(at)),
+                    None => "active".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>6}  {:<16} {:<12} {:<14} {:<21} {status}",
+                    k.id,
+                    k.system,
+                    k.scope.to_wire(),
+                    rights.join(","),
+                    crate::gov_api::time::rfc3339(k.created_at)
+                );
+            }
+            Ok(out)
+        }
+        ApiKeyCommand::Revoke { id } => {
+            hub.change_directory(DirectoryChange::ApiKeyRevoked { key: id, at: now() }).await?;
+            Ok(format!("revoked API key {id}\n"))
+        }
+    }
+}
+// --- end government api ---
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum OrgCommand {
@@ -116,6 +204,7 @@ pub async fn run(hub: &Hub, command: AdminCommand) -> anyhow::Result<String> {
             hub.change_directory(DirectoryChange::PasswordSet { account, password_hash, at: now() }).await?;
             Ok(format!("password of account {account} ({phone}) reset{shown}; earlier tokens are revoked\n"))
         }
+        AdminCommand::Apikey(command) => apikey(hub, command).await,
     }
 }
 

@@ -6,6 +6,11 @@
 //! node's store; on start the node replays whatever it lacks from the logs
 //! (in cluster mode, from Redis). The token key is not part of a backup:
 //! it is configuration, and in a cluster every node has the same one.
+//!
+//! Pictures (`images/`) are files, not rows: a backup copies them into a
+//! directory beside the backup file, `<out>.images/`, and a restore copies
+//! back those the node lacks. A picture's name is its hash, so copying
+//! while uploads go on is safe: each file is either whole or absent.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,7 +32,51 @@ pub fn backup(data_dir: &Path, out: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
         copy.run_to_completion(256, Duration::from_millis(5), None)?;
     }
     drop(target);
+    // After the store: a picture is uploaded before any event names it, so
+    // every picture the copied events name is copied too.
+    copy_images(&data_dir.join("images"), &images_beside(out))?;
     heads_of(out)
+}
+
+/// Where a backup file's pictures are kept: `<file>.images/`.
+pub fn images_beside(file: &Path) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".images");
+    name.into()
+}
+
+/// Copies every picture of `from` (`<2 hex>/<hash>` files) that `to` lacks,
+/// each through a temp file and a rename; returns how many were copied.
+/// Anything else in `from` (temp files of uploads in progress) is skipped.
+pub fn copy_images(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    let mut copied = 0;
+    let Ok(shards) = std::fs::read_dir(from) else { return Ok(0) };
+    for shard in shards {
+        let shard = shard?;
+        let shard_name = shard.file_name().to_string_lossy().into_owned();
+        if shard_name.len() != 2 || !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path())? {
+            let file = file?;
+            let name = file.file_name().to_string_lossy().into_owned();
+            if !protocol::is_image_hash(&name) || !name.starts_with(&shard_name) {
+                continue;
+            }
+            let target_dir = to.join(&shard_name);
+            let target = target_dir.join(&name);
+            if target.exists() {
+                continue;
+            }
+            std::fs::create_dir_all(&target_dir)?;
+            let staging = target_dir.join(format!(".{name}.restoring"));
+            std::fs::copy(file.path(), &staging)?;
+            std::fs::File::open(&staging)?.sync_all()?;
+            std::fs::rename(&staging, &target)?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
 /// Puts the backup `from` in place of the store in `data_dir`. The server
@@ -48,6 +97,7 @@ pub fn restore(data_dir: &Path, from: &Path) -> anyhow::Result<Vec<(u64, u64)>> 
     std::fs::copy(from, &staging)?;
     std::fs::File::open(&staging)?.sync_all()?;
     std::fs::rename(&staging, &target)?;
+    copy_images(&images_beside(from), &data_dir.join("images"))?;
     Ok(heads)
 }
 

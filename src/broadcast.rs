@@ -82,7 +82,8 @@ pub async fn broadcast(
     };
     let id = broadcast_id.unwrap_or_else(|| format!("b{:016x}", rand::thread_rng().gen::<u64>()));
     let body = BroadcastBody { broadcast: id.clone(), scope: parsed.to_wire(), title, text };
-    let author = Author { id: account.id, name: account.name.clone(), role, party, migrant: false };
+    let author =
+        Author { id: account.id, name: account.name.clone(), role, party, migrant: false, system: false };
     let appends = groups.iter().map(|group| {
         hub.log.append(Append::Group {
             group: *group,

@@ -54,6 +54,8 @@ pub struct RedisConfig {
     pub directory_stream_max: u64,
     /// Seconds a client key is remembered for idempotency.
     pub key_ttl: u64,
+    /// Seconds a picture stays in Redis for other nodes to fetch.
+    pub image_ttl: u64,
 }
 
 fn tag(log: Id) -> String {
@@ -78,6 +80,12 @@ fn stream_key(log: Id) -> String {
 
 fn client_key_key(log: Id, author: Id, client_key: &str) -> String {
     format!("vh:{}:key:{log}:{author}:{client_key}", tag(log))
+}
+
+/// A picture's bytes (`images.rs`). No hash tag: each picture is one key,
+/// touched by single-key commands, so it may live in any slot.
+fn image_key(name: &str) -> String {
+    format!("vh:img:{name}")
 }
 
 /// The sequencing step. KEYS: seq, ts, stream, client-key. ARGV: log,
@@ -290,6 +298,51 @@ impl Cluster {
     }
 }
 
+// --- images ---
+/// How long a picture transfer may take before it is given up.
+const IMAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Cluster {
+    /// Puts a picture where every node can fetch it (value: the type, a
+    /// newline, the bytes), refreshing its TTL if it is there already.
+    pub async fn put_image(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let content_type = crate::images::sniff(bytes).unwrap_or("application/octet-stream");
+        let mut value = Vec::with_capacity(content_type.len() + 1 + bytes.len());
+        value.extend_from_slice(content_type.as_bytes());
+        value.push(b'\n');
+        value.extend_from_slice(bytes);
+        let mut conn = self.commands.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(image_key(name)).arg(value).arg("EX").arg(self.config.image_ttl);
+        let command = set.query_async::<()>(&mut conn);
+        match tokio::time::timeout(IMAGE_TIMEOUT, command).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("could not hand the picture to the other nodes (Redis): {e}")),
+            Err(_) => {
+                Err("could not hand the picture to the other nodes: Redis did not answer in time".into())
+            }
+        }
+    }
+
+    /// A picture's bytes from Redis, if it is (still) there.
+    pub async fn get_image(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let mut conn = self.commands.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(image_key(name));
+        let command = get.query_async::<Option<Vec<u8>>>(&mut conn);
+        let value = match tokio::time::timeout(IMAGE_TIMEOUT, command).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => return Err(format!("could not fetch the picture from Redis: {e}")),
+            Err(_) => return Err("could not fetch the picture: Redis did not answer in time".into()),
+        };
+        Ok(value.and_then(|v| {
+            let split = v.iter().position(|b| *b == b'\n')?;
+            Some(v[split + 1..].to_vec())
+        }))
+    }
+}
+// --- end images ---
+
 /// The feed: follows Redis and applies every event to this node.
 pub struct Feed {
     cluster: Arc<Cluster>,
@@ -297,6 +350,8 @@ pub struct Feed {
     directory: Arc<RwLock<Directory>>,
     /// Highest seq handed to (and committed by) the writer, per log.
     handed: HashMap<Id, Seq>,
+    /// This node's pictures: those a replicated event names are fetched.
+    images: Arc<crate::images::Images>,
 }
 
 impl Cluster {
@@ -306,10 +361,11 @@ impl Cluster {
         log: Log,
         directory: Arc<RwLock<Directory>>,
         store: &Store,
+        images: Arc<crate::images::Images>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let _ = self.log.set(log.clone());
         let handed = store.heads()?.into_iter().collect();
-        let feed = Feed { cluster: self.clone(), log, directory, handed };
+        let feed = Feed { cluster: self.clone(), log, directory, handed, images };
         Ok(tokio::spawn(feed.run()))
     }
 
@@ -505,6 +561,11 @@ impl Feed {
             return Ok(());
         }
         let heads: Vec<(Id, Seq)> = events.iter().map(|e| (e.log, e.seq)).collect();
+        let pictures: Vec<String> =
+            events.iter().flat_map(|e| crate::images::names_in_frame(&e.kind, &e.frame)).collect();
+        if !pictures.is_empty() {
+            crate::images::fetch_missing_later(self.cluster.clone(), self.images.clone(), pictures);
+        }
         match self.log.apply(events).await {
             Ok(()) => {
                 for (log, seq) in heads {

@@ -167,6 +167,24 @@ pub struct ServeArgs {
     /// clock forward.
     #[arg(long)]
     pub test_clock: bool,
+    // --- images ---
+    /// Largest picture accepted by `POST /api/images`, in bytes (4 MiB).
+    #[arg(long)]
+    pub max_image_bytes: Option<usize>,
+    /// Pictures one account may upload per minute (30).
+    #[arg(long)]
+    pub image_uploads_per_minute: Option<u32>,
+    /// Cluster mode: seconds a picture stays in Redis for the other nodes
+    /// to fetch (7 days); each node keeps its own copy for good.
+    #[arg(long)]
+    pub redis_image_ttl: Option<u64>,
+    // --- end images ---
+    // --- government api ---
+    /// Requests per minute each API key of the government API may make on
+    /// one node (then `429`).
+    #[arg(long)]
+    pub api_requests_per_minute: Option<u32>,
+    // --- end government api ---
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -214,6 +232,10 @@ struct FileConfig {
     login_failures_per_phone: Option<u32>,
     login_attempts_per_address: Option<u32>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    max_image_bytes: Option<usize>,
+    image_uploads_per_minute: Option<u32>,
+    redis_image_ttl: Option<u64>,
+    api_requests_per_minute: Option<u32>,
 }
 
 /// The resolved configuration of a running server.
@@ -236,6 +258,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request deadlines and the sweeper (`governance`).
     pub governance: crate::governance::GovernanceConfig,
+    /// Picture uploads (`images`).
+    pub images: crate::images::ImagesConfig,
+    /// Requests per minute per API key (`gov_api`).
+    pub api_requests_per_minute: u32,
     /// Spike and backlog thresholds of the early warnings.
     pub warnings: crate::warnings::WarningConfig,
 }
@@ -422,7 +448,24 @@ impl ServeArgs {
             governance.first_response_ms > 0 && governance.escalate_after_ms >= 0,
             "--first-response-hours must be > 0 and --escalate-after-hours ≥ 0"
         );
+        let image_defaults = crate::images::ImagesConfig::default();
+        let images = crate::images::ImagesConfig {
+            max_bytes: self.max_image_bytes.or(file.max_image_bytes).unwrap_or(image_defaults.max_bytes),
+            uploads_per_minute: self
+                .image_uploads_per_minute
+                .or(file.image_uploads_per_minute)
+                .unwrap_or(image_defaults.uploads_per_minute),
+        };
+        anyhow::ensure!(
+            images.max_bytes >= 1024 && images.uploads_per_minute >= 1,
+            "--max-image-bytes must be ≥ 1024 and --image-uploads-per-minute ≥ 1"
+        );
+        let api_requests_per_minute =
+            self.api_requests_per_minute.or(file.api_requests_per_minute).unwrap_or(600);
+        anyhow::ensure!(api_requests_per_minute >= 1, "api_requests_per_minute must be ≥ 1");
         Ok(Config {
+            images,
+            api_requests_per_minute,
             warnings,
             governance,
             auth,
@@ -462,6 +505,7 @@ impl ServeArgs {
                     .or(file.redis_directory_stream_max)
                     .unwrap_or(10_000_000),
                 key_ttl: self.redis_key_ttl.or(file.redis_key_ttl).unwrap_or(7 * 86_400),
+                image_ttl: self.redis_image_ttl.or(file.redis_image_ttl).unwrap_or(7 * 86_400).max(1),
             }),
         })
     }

@@ -90,8 +90,9 @@ pub async fn create(hub: &Hub) -> Result<String, OpError> {
                     role: role_of(p),
                     party: false,
                     migrant: false,
+                    system: false,
                 };
-                let body = EventBody::Message(MessageBody { text, reply_to: None });
+                let body = EventBody::Message(MessageBody { text, reply_to: None, images: Vec::new() });
                 let client_key = Some(format!("demo-{g}-{i}"));
                 hub.log.append(Append::Group { group, author, client_key, body }).await?;
             }

@@ -157,6 +157,23 @@ pub enum DirectoryChange {
         links: Vec<protocol::WarningLink>,
         at: Millis,
     },
+    // --- government api ---
+    /// An API key of another government system (admin command line; id =
+    /// seq). Only the key's SHA-256 (hex) is in the log.
+    ApiKeyCreated {
+        system: String,
+        /// `group:G`, `town:T` or `district:D`.
+        scope: String,
+        rights: Vec<crate::gov_api::keys::ApiRight>,
+        key_hash: String,
+        at: Millis,
+    },
+    /// The key is refused from now on, on every node.
+    ApiKeyRevoked {
+        key: Id,
+        at: Millis,
+    },
+    // --- end government api ---
 }
 
 impl DirectoryChange {
@@ -181,6 +198,8 @@ impl DirectoryChange {
             DirectoryChange::AccountDisabled { .. } => "account_disabled",
             DirectoryChange::PasswordSet { .. } => "password_set",
             DirectoryChange::TokensRevoked { .. } => "tokens_revoked",
+            DirectoryChange::ApiKeyCreated { .. } => "api_key_created",
+            DirectoryChange::ApiKeyRevoked { .. } => "api_key_revoked",
             DirectoryChange::WarningRaised { .. } => "warning_raised",
         }
     }
@@ -258,6 +277,8 @@ pub struct Directory {
     memberships: HashMap<Id, Vec<(Id, Role)>>,
     /// Account standing, offices, households, applications, member flags.
     pub people: People,
+    /// API keys of other government systems (`gov_api`).
+    pub api_keys: crate::gov_api::keys::ApiKeys,
 }
 
 impl Directory {
@@ -365,6 +386,9 @@ impl Directory {
                 }
                 Ok(())
             }
+            DirectoryChange::ApiKeyCreated { .. } | DirectoryChange::ApiKeyRevoked { .. } => {
+                crate::gov_api::keys::check(self, change)
+            }
             DirectoryChange::WarningRaised { group, .. } => {
                 self.groups.contains_key(group).then_some(()).ok_or(DirectoryError::Missing("group"))
             }
@@ -389,6 +413,9 @@ impl Directory {
                 self.insert_account(AccountRecord { id: seq, phone, name, password_hash });
             }
             DirectoryChange::RoleSet { account, group, role } => self.set_role(account, group, role),
+            DirectoryChange::ApiKeyCreated { .. } | DirectoryChange::ApiKeyRevoked { .. } => {
+                crate::gov_api::keys::apply(self, seq, change)
+            }
             // Stored as a view only (`warnings` table); nothing in memory.
             DirectoryChange::WarningRaised { .. } => {}
             other => self.apply_membership(seq, &other),
@@ -425,6 +452,8 @@ pub fn apply_to_views(conn: &Connection, seq: u64, change: &DirectoryChange) -> 
             )?
             .execute(params![*account as i64, *group as i64, role.as_str()])?;
         }
+        // No view: `gov_api::keys::load` replays them from the log.
+        DirectoryChange::ApiKeyCreated { .. } | DirectoryChange::ApiKeyRevoked { .. } => {}
         // Stored by the writer, which also pushes it (see `log.rs`).
         DirectoryChange::WarningRaised { .. } => {}
         other => crate::membership::apply_to_views(conn, seq, other)?,

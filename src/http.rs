@@ -53,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::governance::routes(state.hub.config.governance.test_clock))
+        .merge(crate::images::routes())
+        .merge(crate::gov_api::routes())
         .fallback(web_client)
         .with_state(state)
 }

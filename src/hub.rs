@@ -103,6 +103,10 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// The governance clock and the disclosure chain's lock.
     pub governance: crate::governance::Governance,
+    /// This node's pictures (`images.rs`); shared with the cluster feed.
+    pub images: Arc<crate::images::Images>,
+    /// Requests per API key of the government API (`gov_api`).
+    pub api_limiter: crate::gov_api::KeyLimiter,
     /// This node's name and the nodes counted for presence.
     pub presence: crate::presence::Presence,
 }
@@ -146,7 +150,9 @@ impl Hub {
         let login_limiter =
             LoginLimiter::new(config.auth.login_failures_per_phone, config.auth.login_attempts_per_address);
         Hub {
+            api_limiter: crate::gov_api::KeyLimiter::new(config.api_requests_per_minute),
             governance: crate::governance::Governance::new(config.governance.clone()),
+            images: Arc::new(crate::images::Images::new(&config.data_dir, config.images.clone())),
             presence: crate::presence::Presence::default(),
             external,
             login_limiter,
@@ -299,9 +305,14 @@ impl Hub {
                 role: sight.role(),
                 party: dir.people.state(account.id).party,
                 migrant: flags.migrant,
+                system: false,
             }
         };
         self.serves(group)?;
+        // Only a message with pictures pays for looking them up.
+        if !body.images.is_empty() {
+            self.check_images(&body.images).await?;
+        }
         if let Some(target) = body.reply_to {
             if target == 0 || target > self.fanout.head(group) {
                 return Err(OpError::bad_request("reply_to names no event of this group"));
@@ -488,6 +499,7 @@ impl Hub {
                 role: sight.role(),
                 party: dir.people.state(by.id).party,
                 migrant: dir.people.member(by.id, group).migrant,
+                system: false,
             }
         };
         self.serves(group)?;

@@ -27,7 +27,7 @@ struct Window {
     count: u32,
 }
 
-struct Counter<K> {
+pub(crate) struct Counter<K> {
     /// A std mutex: held for one map operation, never across an await.
     map: Mutex<HashMap<K, Window>>,
     window: Duration,
@@ -35,7 +35,7 @@ struct Counter<K> {
 }
 
 impl<K: Hash + Eq + Clone> Counter<K> {
-    fn new(window: Duration, max: u32) -> Self {
+    pub(crate) fn new(window: Duration, max: u32) -> Self {
         Counter { map: Mutex::new(HashMap::new()), window, max }
     }
 
@@ -48,7 +48,7 @@ impl<K: Hash + Eq + Clone> Counter<K> {
     }
 
     /// Counts one; false if that goes over the limit (or memory is full).
-    fn count(&self, key: &K, now: Instant) -> bool {
+    pub(crate) fn count(&self, key: &K, now: Instant) -> bool {
         let mut map = self.map.lock().unwrap();
         if map.len() >= MAX_ENTRIES && !map.contains_key(key) {
             let window = self.window;

@@ -326,7 +326,8 @@ struct Watch {
     groups: Vec<Id>,
     tx: mpsc::Sender<Notice>,
     /// The figures it was last told (`to` aside), so that a round which
-    /// finds nothing new for it sends nothing.
+    /// finds nothing new for it sends nothing. `None` until the reply to
+    /// `watch_stats` is computed: no push may overtake the reply.
     told: Option<Stats>,
 }
 
@@ -387,8 +388,13 @@ pub async fn watch(
         let scope = scope.clone();
         read(hub, move |c| all_time(c, &scope, &groups, now)).await?
     };
-    let mut watches = hub.log.applied().live.watches.lock().unwrap();
+    let live = &hub.log.applied().live;
+    let mut watches = live.watches.lock().unwrap();
     if let Some(w) = watches.iter_mut().find(|w| w.conn == conn && w.scope == scope) {
+        // A change committed while the reply was read was perhaps taken by
+        // a round that skipped this watch: the next round looks again, and
+        // pushes only if the figures differ from these.
+        live.touch(w.groups.iter().copied());
         w.told = Some(stats.clone());
     }
     Ok(ServerFrame::Stats { id, stats })
@@ -430,7 +436,8 @@ pub async fn run(hub: Arc<Hub>) {
                 }
             };
             let mut watches = hub.log.applied().live.watches.lock().unwrap();
-            for w in watches.iter_mut().filter(|w| w.scope == scope && !unchanged(&w.told, &stats)) {
+            let due = |w: &&mut Watch| w.scope == scope && w.told.is_some() && !unchanged(&w.told, &stats);
+            for w in watches.iter_mut().filter(due) {
                 // try_send never waits (the lock is not held across a wait).
                 // Overflow drops this push; the next change sends the
                 // figures whole again.

@@ -705,8 +705,13 @@ mod tests {
             role: Role::Member,
             party: true,
             migrant: false,
+            system: false,
         };
-        let body = EventBody::Message(MessageBody { text: "你好\n{}".into(), reply_to: Some(3) });
+        let body = EventBody::Message(MessageBody {
+            text: "你好\n{}".into(),
+            reply_to: Some(3),
+            images: Vec::new(),
+        });
         let assembled = FrameParts::new(4, &author, &body).assemble(126, 1_764_319_200_123);
         let serialized = serde_json::to_string(&ServerFrame::Event(Event {
             group: 4,

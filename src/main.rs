@@ -30,7 +30,8 @@ enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
     /// Copy the store to FILE while the server keeps running (SQLite's
-    /// online backup). The token key is not included.
+    /// online backup), and the pictures to FILE.images/. The token key is
+    /// not included.
     Backup {
         /// Data directory of the node to back up.
         #[arg(long, env = "VILLAGEHUB_DATA_DIR", default_value = "data")]
@@ -39,8 +40,9 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
-    /// Replace a stopped node's store with a backup; on start the node
-    /// catches up whatever the backup lacks (from Redis in cluster mode).
+    /// Replace a stopped node's store with a backup (and copy in the
+    /// pictures of FILE.images/ it lacks); on start the node catches up
+    /// whatever the backup lacks (from Redis in cluster mode).
     Restore {
         #[arg(long, env = "VILLAGEHUB_DATA_DIR", default_value = "data")]
         data_dir: std::path::PathBuf,
@@ -172,10 +174,11 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let stop = shutdown_signal();
     tracing::info!(%addr, data_dir = %node.hub.config.data_dir.display(), "serving");
     // Tests and scripts wait for this exact line.
     println!("villagehub listening on http://{addr}");
-    serve(node, listener, shutdown_signal()).await
+    serve(node, listener, stop).await
 }
 
 /// Each argon2 hash allocates ~19 MiB. glibc raises its mmap threshold after

@@ -398,7 +398,9 @@ impl Directory {
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
             | C::RoleSet { .. }
-            | C::WarningRaised { .. } => unreachable!("checked in directory.rs"),
+            | C::WarningRaised { .. }
+            | C::ApiKeyCreated { .. }
+            | C::ApiKeyRevoked { .. } => unreachable!("checked in directory.rs"),
         }
     }
 
@@ -507,7 +509,9 @@ impl Directory {
             | C::GroupCreated { .. }
             | C::AccountCreated { .. }
             | C::RoleSet { .. }
-            | C::WarningRaised { .. } => unreachable!("applied in directory.rs"),
+            | C::WarningRaised { .. }
+            | C::ApiKeyCreated { .. }
+            | C::ApiKeyRevoked { .. } => unreachable!("applied in directory.rs"),
         }
     }
 }
@@ -733,7 +737,9 @@ pub fn apply_to_views(conn: &Connection, seq: Seq, change: &DirectoryChange) -> 
         | C::GroupCreated { .. }
         | C::AccountCreated { .. }
         | C::RoleSet { .. }
-        | C::WarningRaised { .. } => unreachable!("applied in directory.rs"),
+        | C::WarningRaised { .. }
+        | C::ApiKeyCreated { .. }
+        | C::ApiKeyRevoked { .. } => unreachable!("applied in directory.rs"),
     }
     Ok(())
 }

@@ -41,13 +41,15 @@ pub fn apply_group_event(conn: &Connection, event: &Event) -> rusqlite::Result<(
         return Ok(());
     };
     let EventBody::Message(message) = &original.body else { return Ok(()) };
-    let redacted = |text: Option<String>| {
+    // Members get neither the text nor the pictures; moderators get both.
+    let redacted = |text: Option<String>, images: Vec<String>| {
         let frame = ServerFrame::Event(Event {
             body: EventBody::Hidden(HiddenBody {
                 hidden_by: event.seq,
                 reason: hide.reason.clone(),
                 text,
                 reply_to: message.reply_to,
+                images,
             }),
             ..original.clone()
         });
@@ -61,8 +63,8 @@ pub fn apply_group_event(conn: &Connection, event: &Event) -> rusqlite::Result<(
     .execute(params![
         event.group as i64,
         hide.seq as i64,
-        redacted(None),
-        redacted(Some(message.text.clone()))
+        redacted(None, Vec::new()),
+        redacted(Some(message.text.clone()), message.images.clone())
     ])?;
     conn.prepare_cached(
         r#"INSERT INTO audit (log, seq, "group", at, action, actor, target, role, target_seq, until, reason)

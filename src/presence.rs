@@ -191,7 +191,9 @@ fn notify_change(accounts: &Accounts, _seq: Seq, change: &DirectoryChange) {
         | C::HouseholdCreated { .. }
         | C::HouseholdJoined { .. }
         | C::PartySet { .. }
-        | C::WarningRaised { .. } => {}
+        | C::WarningRaised { .. }
+        | C::ApiKeyCreated { .. }
+        | C::ApiKeyRevoked { .. } => {}
     }
 }
 

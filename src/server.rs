@@ -49,15 +49,26 @@ impl Node {
         let writer_conn = store.open_writer(config.sync)?;
         let (log, writer) = Log::start(&store, writer_conn, directory.clone(), fanout.clone())?;
         let tokens = TokenKey::load_or_create(config.token_key.as_deref(), &config.data_dir)?;
-        let feed = match &config.redis {
+        let cluster = match &config.redis {
             Some(redis) => {
                 let cluster = Cluster::new(redis.clone(), &store)?;
                 log.set_cluster(cluster.clone());
-                Some(cluster.start_feed(log.clone(), directory.clone(), &store)?)
+                Some(cluster)
             }
             None => None,
         };
         let hub = Arc::new(Hub::new(config, store, directory, fanout, log, tokens));
+        // Started once the hub exists: the feed stores pictures in its
+        // images directory.
+        let feed = match cluster {
+            Some(cluster) => Some(cluster.start_feed(
+                hub.log.clone(),
+                hub.directory.clone(),
+                &hub.store,
+                hub.images.clone(),
+            )?),
+            None => None,
+        };
         Ok(Node { hub, writer, feed, _lock: lock })
     }
 
@@ -124,13 +135,19 @@ pub async fn serve(
 }
 
 /// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a SIGTERM that arrives just after the server says it
+/// listens must drain it, not kill it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
 

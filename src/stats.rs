@@ -368,8 +368,19 @@ pub async fn stats(
 ) -> Result<Stats, OpError> {
     let parsed = Scope::parse(scope)?;
     let groups = readable_groups(&hub.directory.read().unwrap(), account.id, parsed)?;
+    stats_of(hub, parsed, groups, from, to).await
+}
+
+/// The figures of `groups` (those of `scope`, already checked) over a period.
+pub async fn stats_of(
+    hub: &Hub,
+    scope: Scope,
+    groups: Vec<Id>,
+    from: Option<Millis>,
+    to: Option<Millis>,
+) -> Result<Stats, OpError> {
     let (from, to) = period(from, to)?;
-    let scope = parsed.to_wire();
+    let scope = scope.to_wire();
     let store = hub.store.clone();
     tokio::task::spawn_blocking(move || store.read(|c| compute_stats(c, &scope, &groups, from, to)))
         .await

@@ -357,6 +357,7 @@ impl Store {
                 dir.set_role(account as Id, group as Id, parse_role(&role)?);
             }
             crate::membership::load(c, &mut dir)?;
+            crate::gov_api::keys::load(c, &mut dir)?;
             Ok(dir)
         })
     }

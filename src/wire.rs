@@ -3,7 +3,7 @@
 //! sizes, keys, channels, ranges. Pure functions, so that fuzzing exercises
 //! exactly what the server runs (`fuzz/`, replayed by `tests/fuzz_corpus.rs`).
 
-use protocol::{Channel, ClientOp, ErrorCode, OP_NAMES};
+use protocol::{Channel, ClientOp, ErrorCode, EventBody, NoticeBody, RequestBody, OP_NAMES};
 
 use crate::config::Limits;
 use crate::hub::OpError;
@@ -84,8 +84,14 @@ pub fn validate_op(op: &ClientOp, limits: &Limits) -> Result<(), OpError> {
             if body.reply_to == Some(0) {
                 return Err(OpError::bad_request("reply_to names no event of this group"));
             }
-            Ok(())
+            crate::images::check_names(&body.images)
         }
+        // --- images ---
+        ClientOp::Post { event: EventBody::Notice(NoticeBody { images, .. }), .. }
+        | ClientOp::Post { event: EventBody::Request(RequestBody { images, .. }), .. } => {
+            crate::images::check_names(images)
+        }
+        // --- end images ---
         ClientOp::History { limit: Some(0), .. } | ClientOp::Audit { limit: Some(0), .. } => {
             Err(OpError::bad_request("limit must be at least 1"))
         }
@@ -227,6 +233,18 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(code(r#"{"op":"hello","id":1,"token":""}"#), ErrorCode::Unauthorized);
+        // --- images ---
+        assert_eq!(
+            code(
+                r#"{"op":"send","id":1,"group":4,"channel":"chat","body":{"text":"x","images":["../x"]},"client_key":"k"}"#
+            ),
+            ErrorCode::BadRequest
+        );
+        let ten = vec!["a".repeat(64); 10];
+        let request = serde_json::json!({"op": "post", "id": 1, "group": 4,
+            "event": {"kind": "request", "body": {"category": "其他", "text": "x", "images": ten}}});
+        assert_eq!(code(&request.to_string()), ErrorCode::TooLarge);
+        // --- end images ---
         assert_eq!(code(r#"{"op":"history","id":1,"group":4,"limit":0}"#), ErrorCode::BadRequest);
         assert!(validate_op(&op(r#"{"op":"history","id":1,"group":4,"limit":5}"#), &limits).is_ok());
     }

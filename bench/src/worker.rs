@@ -542,7 +542,7 @@ impl Conn {
                     id,
                     group: self.cp.group,
                     channel: Channel::Chat,
-                    body: MessageBody { text, reply_to: None },
+                    body: MessageBody { text, reply_to: None, images: Vec::new() },
                     client_key: format!(
                         "b{}-{}-{}-{}",
                         self.sh.plan.worker, self.idx, self.cp.account, self.posts
@@ -567,9 +567,10 @@ impl Conn {
                         role: Role::Secretary,
                         party: false,
                         migrant: false,
+                        system: false,
                     },
                     channel: Channel::Chat,
-                    body: EventBody::Message(MessageBody { text, reply_to: None }),
+                    body: EventBody::Message(MessageBody { text, reply_to: None, images: Vec::new() }),
                 });
                 serde_json::to_string(&ev)?
             }
@@ -963,10 +964,19 @@ mod tests {
             seq: 9,
             ts: 1,
             author: Author {
-                id: 7, name: "王秀英".into(), role: Role::Member, party: false, migrant: false
+                id: 7,
+                name: "王秀英".into(),
+                role: Role::Member,
+                party: false,
+                migrant: false,
+                system: false,
             },
             channel: Channel::Chat,
-            body: EventBody::Message(MessageBody { text: "hello \"quoted\"".into(), reply_to: None }),
+            body: EventBody::Message(MessageBody {
+                text: "hello \"quoted\"".into(),
+                reply_to: None,
+                images: Vec::new(),
+            }),
         });
         let json = serde_json::to_string(&ev).unwrap();
         let f: LiteFrame = serde_json::from_str(&json).unwrap();

@@ -64,9 +64,9 @@ test('exchange: an offer is claimed by a neighbour and handed over', async () =>
 
   await b.click('.tab[data-channel="exchange"]');
   const theirs = b.locator('#item-list .item', { hasText: title });
-  await theirs.locator('button').click();
+  await theirs.locator('button[id^="claim-"]').click();
   await a.locator('#item-list .item[data-status="claimed"]', { hasText: title }).waitFor({ timeout: 15_000 });
-  await mine.locator('button').click();
+  await mine.locator('button[id^="hand-"]').click();
   await b.locator('#item-list .item[data-status="handed"]', { hasText: title }).waitFor({ timeout: 15_000 });
   await shot(b, 'web-14-exchange');
   for (const p of phones) assert.deepEqual(p.errors, [], 'no page errors');

@@ -10,7 +10,10 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '..', '..');
-export const BIN = process.env.VILLAGEHUB_BIN || path.join(REPO, 'target', 'debug', 'villagehub');
+// The binary `cargo build -p villagehub` makes (test.sh runs it), honouring
+// CARGO_TARGET_DIR like cargo does; VILLAGEHUB_BIN overrides.
+const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, 'target');
+export const BIN = process.env.VILLAGEHUB_BIN || path.join(TARGET, 'debug', 'villagehub');
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 export const PASSWORD = 'demo1234';
@@ -261,43 +264,145 @@ export async function doubles(page) {
 }
 
 /**
- * One server for a test file, and phones logged in on it: registers the
- * node:test `before`/`after` hooks (pass them in) and returns
- * `{ phone(who), shot(page, name), phones, server() }` (`phones`: every
- * phone opened so far, e.g. to check none had page errors). `shot` fails the test if the
- * page scrolls sideways at phone width, then saves a screenshot.
+ * Runs protocol ops as another demo account over its own WebSocket opened
+ * inside `page` (any page of the server; Node 20 has no WebSocket client),
+ * paced under the rate limit. Each op gets an `id`; resolves with the
+ * replies in order — error replies included, not thrown — and, in
+ * `pushes`, every id-less frame that arrived meanwhile.
  */
-export function phoneSuite({ before, after, prefix }) {
+export async function opsAs(page, phone, ops, { password = PASSWORD, linger = 0 } = {}) {
+  return page.evaluate(async ([phone, password, ops, linger]) => {
+    const res = await fetch('/api/login', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ phone, password }),
+    });
+    if (!res.ok) throw new Error(`login ${phone}: HTTP ${res.status}`);
+    const { token } = await res.json();
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    const frames = [];
+    const pushes = [];
+    let wake = null;
+    ws.onmessage = (m) => {
+      const f = JSON.parse(m.data);
+      if (f.id == null) pushes.push(f);
+      else frames.push(f);
+      if (wake) wake();
+    };
+    const reply = async (id) => {
+      for (;;) {
+        const i = frames.findIndex((x) => x.id === id);
+        if (i >= 0) return frames.splice(i, 1)[0];
+        await new Promise((r) => { wake = r; setTimeout(r, 200); });
+      }
+    };
+    await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
+    ws.send(JSON.stringify({ op: 'hello', id: 1, token, client: 'test' }));
+    const w = await reply(1);
+    if (w.type !== 'welcome') throw new Error(JSON.stringify(w));
+    const replies = [];
+    let id = 2;
+    for (const op of ops) {
+      ws.send(JSON.stringify({ ...op, id }));
+      replies.push(await reply(id));
+      id += 1;
+      await new Promise((r) => setTimeout(r, 70)); // ~14 ops/s, under the 20/s limit
+    }
+    if (linger) await new Promise((r) => setTimeout(r, linger));
+    ws.close(1000);
+    return { welcome: w, replies, pushes };
+  }, [phone, password, ops, linger]);
+}
+
+/**
+ * One server for a test file, and phones on it: registers the node:test
+ * `before`/`after` hooks (pass them in). `extra`: more server flags, kept
+ * across restarts; `setup(suite)`: runs once the server is up. Returns
+ *  - `phone(who, {wait})`: a Chromium logged in as `who`, waiting for the
+ *    chat (`wait: 'chat'`, default), the home screen (`'home'`: the officers'
+ *    dashboard or the group list) or nothing (`'none'`);
+ *  - `blank()`: a Chromium on the login page, nobody logged in;
+ *  - `stop('stop'|'kill')`, `start({dataDir, listen, demo})`: take the
+ *    server down and bring it back (same port and data directory unless
+ *    told otherwise; no demo data the second time) — the pages' reconnects
+ *    find it again;
+ *  - `tempDir(prefix)`: a directory removed after the file;
+ *  - `shot(page, name, {fullPage})`: fails the test if the page scrolls
+ *    sideways at phone width, then saves a screenshot under test-artifacts/;
+ *  - `server()`, `url()`, `dataDir()`, and `phones` (every phone opened, e.g.
+ *    to check none had page errors).
+ */
+export function phoneSuite({ before, after, prefix, extra = [], setup }) {
   let server;
   let dataDir;
   let dir;
   const phones = [];
+  const dirs = [];
+  let suite;
   before(async () => {
     dir = ensureArtifacts();
     dataDir = tempDir(prefix);
-    server = await startServer({ dataDir });
+    dirs.push(dataDir);
+    server = await startServer({ dataDir, extra });
+    // A file's own set-up goes here, not in a `before` of its own: node:test
+    // does not wait for this hook before starting another.
+    if (setup) await setup(suite);
   });
   after(async () => {
     for (const p of phones) await p.close();
     if (server) await server.stop();
-    rmDir(dataDir);
+    for (const d of dirs) rmDir(d);
   });
-  return {
+  const open = async () => {
+    const p = await launchPhone();
+    phones.push(p);
+    return p;
+  };
+  suite = {
     phones,
     server: () => server,
-    async phone(who) {
-      const p = await launchPhone();
-      phones.push(p);
-      await login(p.page, server.url, who);
-      await waitForChat(p.page);
+    url: () => server.url,
+    dataDir: () => dataDir,
+    async blank() {
+      const p = await open();
+      await p.page.goto(`${server.url}/`);
       return p;
     },
-    async shot(page, name) {
+    async phone(who, { wait = 'chat' } = {}) {
+      const p = await open();
+      await login(p.page, server.url, who);
+      if (wait === 'chat') await waitForChat(p.page);
+      else if (wait === 'home') {
+        await p.page.waitForSelector('#dashboard, .group-list, #application', { timeout: 20_000 });
+        await p.page.waitForSelector('#conn[data-state="connected"]', { timeout: 20_000 });
+      }
+      return p;
+    },
+    /** Closes one phone early (its profile goes with it). */
+    async close(p) {
+      const i = phones.indexOf(p);
+      if (i >= 0) phones.splice(i, 1);
+      await p.close();
+    },
+    async stop(how = 'stop') {
+      if (how === 'kill') await server.kill();
+      else await server.stop();
+      return server.listen;
+    },
+    async start({ dataDir: from = dataDir, listen = server.listen, demo = false } = {}) {
+      server = await startServer({ dataDir: from, listen, demo, extra });
+      return server;
+    },
+    tempDir(p) {
+      const d = tempDir(p);
+      dirs.push(d);
+      return d;
+    },
+    async shot(page, name, { fullPage = false } = {}) {
       const overflow = await page.evaluate(
         () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
       );
       if (overflow > 0) throw new Error(`${name}: the page is ${overflow}px wider than the screen`);
-      await page.screenshot({ path: path.join(dir, `${name}.png`) });
+      await page.screenshot({ path: path.join(dir, `${name}.png`), fullPage });
     },
   };
+  return suite;
 }

@@ -6,29 +6,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  startServer, launchPhone, login, waitForChat, demoPhone, tempDir, rmDir, postAs, ensureArtifacts, sleep,
+  phoneSuite, login, waitForChat, demoPhone, postAs, ensureArtifacts, sleep,
 } from './helpers.js';
 
-let server;
-let dataDir;
-const phones = [];
-
-before(async () => {
-  dataDir = tempDir('vh-web-membership-');
-  server = await startServer({ dataDir });
-});
-
-after(async () => {
-  for (const p of phones) await p.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-});
-
-async function phone() {
-  const p = await launchPhone();
-  phones.push(p);
-  return p;
-}
+const { phone, blank, url } = phoneSuite({ before, after, prefix: 'vh-web-membership-' });
 
 /** The id of the (first) group in the page's welcome. */
 async function firstGroup(page) {
@@ -37,7 +18,7 @@ async function firstGroup(page) {
 }
 
 async function register(page, group, { name, phone, password, address, migrant }) {
-  await page.goto(`${server.url}/#/register/${group}`);
+  await page.goto(`${url()}/#/register/${group}`);
   await page.waitForSelector('#reg-name');
   assert.equal(await page.inputValue('#reg-group'), String(group), 'the invite link fills the group in');
   await page.fill('#reg-name', name);
@@ -49,14 +30,12 @@ async function register(page, group, { name, phone, password, address, migrant }
 }
 
 test('register → a cadre approves in another browser → the applicant sees the group live; a rejection shows its reason', async () => {
-  const cadre = await phone();
-  const applicant = await phone();
-  const other = await phone();
+  const cadre = await phone(demoPhone(1, 2)); // 张丽华, cadre of 聚源桥村
+  const applicant = await blank();
+  const other = await blank();
 
-  await login(cadre.page, server.url, demoPhone(1, 2)); // 张丽华, cadre of 聚源桥村
-  await waitForChat(cadre.page);
   const group = await firstGroup(cadre.page);
-  await cadre.page.goto(`${server.url}/#/g/${group}/manage`);
+  await cadre.page.goto(`${url()}/#/g/${group}/manage`);
   await cadre.page.waitForSelector('#applications[data-state="ready"]');
   // The demo's pending applicant is already waiting.
   await cadre.page.waitForSelector('#applications .app-card >> text=彭玉兰');
@@ -97,12 +76,8 @@ test('register → a cadre approves in another browser → the applicant sees th
 });
 
 test('a cadre hides a message: the member sees the placeholder, the cadre the text — live and after a reload', async () => {
-  const member = await phone();
-  const cadre = await phone();
-  await login(member.page, server.url, demoPhone(1, 3)); // 王秀英
-  await login(cadre.page, server.url, demoPhone(1, 2)); // 张丽华
-  await waitForChat(member.page);
-  await waitForChat(cadre.page);
+  const member = await phone(demoPhone(1, 3)); // 王秀英
+  const cadre = await phone(demoPhone(1, 2)); // 张丽华
 
   const ad = `低价出售保健品，加微信 ${Date.now()}`;
   const ok = `志愿者今天下午在村口量血压 ${Date.now()}`;
@@ -144,11 +119,9 @@ test('a cadre hides a message: the member sees the placeholder, the cadre the te
   await cadre.page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg.is-hidden .text')].some((e) => e.textContent === t), ad);
 
   // The secretary reads it in the audit log.
-  const secretary = await phone();
-  await login(secretary.page, server.url, demoPhone(1, 1));
-  await waitForChat(secretary.page);
+  const secretary = await phone(demoPhone(1, 1));
   const group = await firstGroup(secretary.page);
-  await secretary.page.goto(`${server.url}/#/g/${group}/manage`);
+  await secretary.page.goto(`${url()}/#/g/${group}/manage`);
   await secretary.page.waitForSelector('#audit[data-state="ready"] .audit-entry[data-action="hide"]');
   assert.match(await secretary.page.textContent('#audit'), /广告/);
   await secretary.page.screenshot({ path: path.join(dir, 'audit-log.png') });
@@ -157,19 +130,14 @@ test('a cadre hides a message: the member sees the placeholder, the cadre the te
 });
 
 test('logging out revokes the other tab too (close 4003 → login with a message); officers read any group of their town', async () => {
-  const a = await phone();
-  const b = await phone();
-  await login(a.page, server.url, demoPhone(2, 4));
-  await login(b.page, server.url, demoPhone(2, 4));
-  await waitForChat(a.page);
-  await waitForChat(b.page);
+  const a = await phone(demoPhone(2, 4));
+  const b = await phone(demoPhone(2, 4));
   await b.page.click('a.back');
   await b.page.click('#logout');
   await a.page.waitForSelector('#login-error:not([hidden])', { timeout: 15_000 });
   assert.equal(await a.page.textContent('#login-error'), '已退出登录或密码已修改，请重新登录。');
 
-  const officer = await phone();
-  await login(officer.page, server.url, '13800009001'); // 陶建华, town officer of 月浦镇
+  const officer = await phone('13800009001', { wait: 'home' }); // 陶建华, town officer of 月浦镇
   await officer.page.waitForSelector('.group-card');
   assert.equal(await officer.page.locator('.group-card').count(), 2);
   assert.match(await officer.page.textContent('.bar-title'), /辖区/);
@@ -197,20 +165,20 @@ async function shot(page, name) {
 }
 
 test('screens of issue 3 fit a 360 px phone, in Chinese and in English with large text', async () => {
-  const p = await phone();
-  await p.page.goto(`${server.url}/#/register/4`);
+  const p = await blank();
+  await p.page.goto(`${url()}/#/register/4`);
   await p.page.waitForSelector('#reg-name');
   await shot(p.page, 'register');
-  await login(p.page, server.url, demoPhone(1, 10)); // 曹伟, rejected by the demo
+  await login(p.page, url(), demoPhone(1, 10)); // 曹伟, rejected by the demo
   await p.page.waitForSelector('#application[data-status="rejected"]');
   await shot(p.page, 'application-rejected');
   await p.page.click('#logout');
-  await login(p.page, server.url, demoPhone(1, 9)); // 彭玉兰, pending
+  await login(p.page, url(), demoPhone(1, 9)); // 彭玉兰, pending
   await p.page.waitForSelector('#application[data-status="pending"]');
   await shot(p.page, 'application-pending');
   await p.page.click('#logout');
 
-  await login(p.page, server.url, demoPhone(1, 1)); // 李建国, secretary
+  await login(p.page, url(), demoPhone(1, 1)); // 李建国, secretary
   await waitForChat(p.page);
   await p.page.locator('#msglist .msg .msg-more').last().click();
   await p.page.waitForSelector('#sheet [data-action="reply"]');
@@ -229,12 +197,8 @@ test('screens of issue 3 fit a 360 px phone, in Chinese and in English with larg
 });
 
 test('the secretary mutes, promotes and removes a member from the message menu; the member sees each live', async () => {
-  const secretary = await phone();
-  const member = await phone();
-  await login(secretary.page, server.url, demoPhone(3, 1)); // 黄德明, secretary of 南周村
-  await login(member.page, server.url, demoPhone(3, 5)); // 梁永强, member
-  await waitForChat(secretary.page);
-  await waitForChat(member.page);
+  const secretary = await phone(demoPhone(3, 1)); // 黄德明, secretary of 南周村
+  const member = await phone(demoPhone(3, 5)); // 梁永强, member
   const text = `我家门口路灯坏了 ${Date.now()}`;
   await member.page.fill('#composer-input', text);
   await member.page.click('#send');
@@ -271,7 +235,7 @@ test('the secretary mutes, promotes and removes a member from the message menu; 
     await secretary.page.fill('#sheet-reason', '已迁出本村');
   });
   await member.page.waitForFunction(() => location.hash === '#/groups' || document.querySelector('main.content .placeholder'), null, { timeout: 15_000 });
-  await member.page.goto(`${server.url}/#/groups`);
+  await member.page.goto(`${url()}/#/groups`);
   await member.page.waitForSelector('.groups .placeholder');
   assert.equal(await member.page.locator('.group-card').count(), 0);
 
@@ -283,9 +247,7 @@ test('the secretary mutes, promotes and removes a member from the message menu; 
 });
 
 test('change password: back to the login screen with a message; the new password works', async () => {
-  const p = await phone();
-  await login(p.page, server.url, demoPhone(2, 5)); // 冯建平, 宝月尚园
-  await waitForChat(p.page);
+  const p = await phone(demoPhone(2, 5)); // 冯建平, 宝月尚园
   await p.page.click('a.back');
   await p.page.click('#change-password');
   await p.page.fill('#pw-old', 'not-my-password');
@@ -298,18 +260,14 @@ test('change password: back to the login screen with a message; the new password
   await p.page.click('#sheet-submit');
   await p.page.waitForSelector('#login-error:not([hidden])', { timeout: 15_000 });
   assert.equal(await p.page.textContent('#login-error'), '密码已修改，请用新密码重新登录。');
-  await login(p.page, server.url, demoPhone(2, 5), 'a-better-one-2026');
+  await login(p.page, url(), demoPhone(2, 5), 'a-better-one-2026');
   await waitForChat(p.page);
   assert.deepEqual(p.errors, [], 'no page errors');
 });
 
 test('the secretary transfers ownership from the message menu: both see their new roles', async () => {
-  const secretary = await phone();
-  const heir = await phone();
-  await login(secretary.page, server.url, demoPhone(2, 1)); // 周国华, secretary of 宝月尚园
-  await login(heir.page, server.url, demoPhone(2, 2)); // 吴晓梅, cadre
-  await waitForChat(secretary.page);
-  await waitForChat(heir.page);
+  const secretary = await phone(demoPhone(2, 1)); // 周国华, secretary of 宝月尚园
+  const heir = await phone(demoPhone(2, 2)); // 吴晓梅, cadre
   const msg = secretary.page.locator('#msglist .msg', { hasText: '吴晓梅' }).last();
   await msg.locator('.msg-more').click();
   await secretary.page.click('#sheet [data-action="transfer"]');

@@ -4,33 +4,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, postAs,
-  doubles,
-} from './helpers.js';
+import { phoneSuite, sendText, shownTexts, demoPhone, postAs, doubles } from './helpers.js';
 
-let server;
-let dataDir;
-const phones = [];
-
-before(async () => {
-  dataDir = tempDir('vh-web-offline-');
-  server = await startServer({ dataDir });
-});
-
-after(async () => {
-  for (const p of phones) await p.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-});
+const { phone, blank } = phoneSuite({ before, after, prefix: 'vh-web-offline-' });
 
 test('offline for a while, then every missed message once, in order', async () => {
-  const away = await launchPhone();
-  const poster = await launchPhone();
-  phones.push(away, poster);
-  await login(away.page, server.url, demoPhone(1, 6));
-  await waitForChat(away.page);
-  await poster.page.goto(`${server.url}/`);
+  const away = await phone(demoPhone(1, 6));
+  const poster = await blank();
 
   const run = Date.now().toString(36);
   await away.context.setOffline(true);

@@ -6,50 +6,23 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep,
-  doubles,
+  phoneSuite, login, waitForChat, sendText, shownTexts, demoPhone, sleep, doubles,
 } from './helpers.js';
 
-let server;
-let dataDir;
-const phones = [];
-
-before(async () => {
-  dataDir = tempDir('vh-web-restart-');
-  server = await startServer({ dataDir });
-});
-
-after(async () => {
-  for (const p of phones) await p.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-});
-
-async function phone() {
-  const p = await launchPhone();
-  phones.push(p);
-  return p;
-}
+const suite = phoneSuite({ before, after, prefix: 'vh-web-restart-' });
+const { phone, blank, phones, url } = suite;
 
 const connState = (page) => page.getAttribute('#conn', 'data-state');
 
 async function restart(how) {
-  const listen = server.listen;
-  if (how === 'kill') await server.kill();
-  else await server.stop();
-  return async () => {
-    // Same data directory, same port: the page's reconnects must find it.
-    server = await startServer({ dataDir, listen, demo: false });
-  };
+  await suite.stop(how);
+  // Same data directory, same port: the page's reconnects must find it.
+  return () => suite.start();
 }
 
 test('messages typed across two server restarts are all there, exactly once', async () => {
-  const writer = await phone();
-  const neighbour = await phone();
-  await login(writer.page, server.url, demoPhone(1, 3));
-  await login(neighbour.page, server.url, demoPhone(1, 5));
-  await waitForChat(writer.page);
-  await waitForChat(neighbour.page);
+  const writer = await phone(demoPhone(1, 3));
+  const neighbour = await phone(demoPhone(1, 5));
 
   const run = Date.now().toString(36);
   const N = 30;
@@ -104,9 +77,7 @@ test('messages typed across two server restarts are all there, exactly once', as
 
   // A newcomer loads history from the restarted server: the log itself has
   // every message once (a retried send was not stored twice).
-  const newcomer = await phone();
-  await login(newcomer.page, server.url, demoPhone(1, 6));
-  await waitForChat(newcomer.page);
+  const newcomer = await phone(demoPhone(1, 6));
   await converged(newcomer.page);
 
   for (const p of phones) {
@@ -120,7 +91,7 @@ async function waitForConnected(page) {
 }
 
 test('a message queued offline survives closing the page, and a re-sent key never duplicates', async () => {
-  const p = await phone();
+  const p = await blank();
   // Every send op the pages put on the wire, read from the WebSocket itself.
   const sends = [];
   const tap = (page) => page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
@@ -130,7 +101,7 @@ test('a message queued offline survives closing the page, and a re-sent key neve
     } catch { /* not JSON */ }
   }));
   tap(p.page);
-  await login(p.page, server.url, demoPhone(2, 4));
+  await login(p.page, url(), demoPhone(2, 4));
   await waitForChat(p.page);
   const run = Date.now().toString(36);
 
@@ -148,8 +119,7 @@ test('a message queued offline survives closing the page, and a re-sent key neve
   assert.match(key, new RegExp(`^web-${used.acc}-\\d+-${used.counter}$`), 'client_key is web-<account>-<ms>-<counter>');
 
   // 2. The server goes away; a message is written; the page is closed.
-  const listen = server.listen;
-  await server.stop();
+  await suite.stop();
   const offline = `断网时写的消息 ${run}`;
   await p.page.waitForSelector('#conn:not([data-state="connected"])');
   await sendText(p.page, offline);
@@ -164,11 +134,11 @@ test('a message queued offline survives closing the page, and a re-sent key neve
 
   // 3. Back online, the resident opens the app again: both queued entries go
   //    out, and each message exists exactly once.
-  server = await startServer({ dataDir, listen, demo: false });
+  await suite.start();
   const page = await p.context.newPage();
   page.on('pageerror', (e) => p.errors.push(String(e)));
   tap(page);
-  await page.goto(`${server.url}/`);
+  await page.goto(`${url()}/`);
   await waitForChat(page);
   await page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === t), offline, { timeout: 30_000 });
   await page.waitForFunction(() => document.querySelectorAll('#pending .msg').length === 0);
@@ -184,7 +154,7 @@ test('a message queued offline survives closing the page, and a re-sent key neve
 });
 
 test('a send whose reply is lost is re-sent with its key; the message is never on screen twice', async () => {
-  const p = await phone();
+  const p = await blank();
   const run = Date.now().toString(36);
   const lost = `回执丢失的消息 ${run}`;
   const keys = [];
@@ -225,7 +195,7 @@ test('a send whose reply is lost is re-sent with its key; the message is never o
     ws.onClose(() => server.close());
     server.onClose(() => ws.close());
   });
-  await login(p.page, server.url, demoPhone(3, 6));
+  await login(p.page, url(), demoPhone(3, 6));
   await waitForChat(p.page);
   await sendText(p.page, 'before');
   await p.page.waitForFunction(() => !document.querySelector('#pending .msg'));

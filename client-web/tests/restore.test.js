@@ -5,45 +5,30 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
-import {
-  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, doubles,
-} from './helpers.js';
+import { phoneSuite, sendText, shownTexts, demoPhone, doubles } from './helpers.js';
 
-let server;
-let dataDir;
 let backupDir;
-let phone;
-
-before(async () => {
-  dataDir = tempDir('vh-web-restore-');
-  backupDir = tempDir('vh-web-backup-');
-  server = await startServer({ dataDir });
-  // The backup: the data directory as it was right after the demo data.
-  await server.stop();
-  cpSync(dataDir, backupDir, { recursive: true });
-  server = await startServer({ dataDir, demo: false });
-});
-
-after(async () => {
-  if (phone) await phone.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-  rmDir(backupDir);
+const suite = phoneSuite({
+  before, after, prefix: 'vh-web-restore-',
+  async setup(s) {
+    // The backup: the data directory as it was right after the demo data.
+    backupDir = s.tempDir('vh-web-backup-');
+    await s.stop();
+    cpSync(s.dataDir(), backupDir, { recursive: true });
+    await s.start();
+  },
 });
 
 test('after a restore from an older backup the chat shows the restored log, not a mix', async () => {
-  phone = await launchPhone();
+  const phone = await suite.phone(demoPhone(2, 5));
   const { page } = phone;
-  await login(page, server.url, demoPhone(2, 5));
-  await waitForChat(page);
   const run = Date.now().toString(36);
   const gone = Array.from({ length: 5 }, (_, i) => `备份之后的消息${i + 1} ${run}`);
   for (const text of gone) await sendText(page, text);
   await page.waitForFunction((t) => [...document.querySelectorAll('#msglist .msg .text')].some((e) => e.textContent === t) && !document.querySelector('#pending .msg'), gone.at(-1));
 
-  const listen = server.listen;
-  await server.stop();
-  server = await startServer({ dataDir: backupDir, listen, demo: false });
+  await suite.stop();
+  await suite.start({ dataDir: backupDir });
   await page.waitForSelector('#conn[data-state="connected"]', { timeout: 40_000 });
   const after = `恢复之后的消息 ${run}`;
   await sendText(page, after);

@@ -7,26 +7,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  startServer, launchPhone, login, waitForChat, sendText, demoPhone, tempDir, rmDir, ensureArtifacts, postAs,
+  phoneSuite, login, waitForChat, sendText, demoPhone, ensureArtifacts, postAs,
 } from './helpers.js';
 
-let server;
-let dataDir;
-let phone;
-let dir;
+const suite = phoneSuite({ before, after, prefix: 'vh-web-shots-' });
 
-before(async () => {
-  dir = ensureArtifacts();
-  dataDir = tempDir('vh-web-shots-');
-  server = await startServer({ dataDir });
-});
-
-after(async () => {
-  if (phone) await phone.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-});
-
+/** Like the suite's shot, and also: the channel tabs fit. */
 async function shot(page, name) {
   // No horizontal overflow at 360 px: a sideways scroll on a phone is a bug.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
@@ -37,14 +23,13 @@ async function shot(page, name) {
     return el ? el.scrollWidth - el.clientWidth : 0;
   });
   assert.ok(tabs <= 0, `${name}: the channel tabs overflow by ${tabs}px`);
-  await page.screenshot({ path: path.join(dir, `${name}.png`) });
+  await page.screenshot({ path: path.join(ensureArtifacts(), `${name}.png`) });
 }
 
 test('screenshots of login, group home and chat at 360×740', async () => {
-  phone = await launchPhone({ width: 360, height: 740 });
+  const phone = await suite.blank();
   const { page } = phone;
 
-  await page.goto(`${server.url}/`);
   await page.waitForSelector('#login-submit');
   await shot(page, 'web-01-login');
   await page.click('#large-toggle');
@@ -64,7 +49,7 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await postAs(page, demoPhone(1, 2), '需要帮忙的请在群里说一声，我们安排志愿者上门。', s1);
   await postAs(page, demoPhone(1, 4), '我家老人腿脚不便，能不能上门讲解？', s1);
 
-  await login(page, server.url, demoPhone(1, 3));
+  await login(page, suite.url(), demoPhone(1, 3));
   await waitForChat(page);
   await page.waitForFunction(() => document.querySelectorAll('#msglist .msg').length >= 3);
   await sendText(page, '好的，我周六去帮忙。');
@@ -102,9 +87,10 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   await shot(page, 'web-06-chat-large');
   await page.click('#large-toggle');
 
-  // The group list ("my groups") with logout, in English.
+  // The resident's home: the group list ("my groups") with logout; then in English.
   await page.click('.back');
   await page.waitForSelector('.group-card');
+  await shot(page, 'web-07a-resident-home');
   await page.click('#lang-toggle');
   await page.waitForSelector('text=My groups');
   await shot(page, 'web-07-groups-en');
@@ -117,14 +103,13 @@ test('screenshots of login, group home and chat at 360×740', async () => {
   // Offline: the state is plain to see, and what is written waits greyed.
   await page.click('.group-card');
   await waitForChat(page);
-  const listen = server.listen;
-  await server.stop();
+  await suite.stop();
   await page.waitForSelector('#conn:not([data-state="connected"])');
   await sendText(page, '网断了也能先写，联网后自动发出。');
   await page.waitForSelector('#pending .msg');
   await page.waitForSelector('#conn[data-state="offline"]', { timeout: 20_000 });
   await shot(page, 'web-09-chat-offline');
-  server = await startServer({ dataDir, listen, demo: false });
+  await suite.start();
   await page.waitForSelector('#conn[data-state="connected"]', { timeout: 40_000 });
   await page.waitForFunction(() => document.querySelectorAll('#pending .msg').length === 0);
   await page.click('.back');

@@ -4,41 +4,23 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  startServer, launchPhone, login, waitForChat, sendText, shownTexts, demoPhone, tempDir, rmDir, sleep,
-} from './helpers.js';
+import { phoneSuite, waitForChat, sendText, shownTexts, demoPhone, sleep } from './helpers.js';
 
-const TTL = ['--token-ttl', '4'];
-let server;
-let dataDir;
-let phone;
-
-before(async () => {
-  dataDir = tempDir('vh-web-session-');
-  server = await startServer({ dataDir, extra: TTL });
-});
-
-after(async () => {
-  if (phone) await phone.close();
-  if (server) await server.stop();
-  rmDir(dataDir);
-});
+// Tokens live 4 s.
+const suite = phoneSuite({ before, after, prefix: 'vh-web-session-', extra: ['--token-ttl', '4'] });
 
 test('an expired token leads back to login, and the queued message survives it', async () => {
-  phone = await launchPhone();
+  const phone = await suite.phone(demoPhone(3, 5));
   const { page } = phone;
-  await login(page, server.url, demoPhone(3, 5));
-  await waitForChat(page);
 
-  const listen = server.listen;
-  await server.stop();
+  await suite.stop();
   await page.waitForSelector('#conn:not([data-state="connected"])');
   const text = `过期前写的消息 ${Date.now().toString(36)}`;
   await sendText(page, text);
   await page.waitForSelector('#pending .msg');
   await sleep(4500); // the token is now past its 4 s lifetime
 
-  server = await startServer({ dataDir, listen, demo: false, extra: TTL });
+  await suite.start();
   await page.waitForSelector('#login-error:not([hidden])', { timeout: 40_000 });
   assert.equal(await page.textContent('#login-error'), '登录已过期，请重新登录。');
   assert.equal(await page.evaluate(() => localStorage.getItem('vh.session')), null);

@@ -341,6 +341,12 @@ pub struct MessageBody {
     /// The seq of the message in the same group this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Seq>,
+    // --- images ---
+    /// Pictures uploaded with `POST /api/images`, by hash; at most
+    /// `MAX_IMAGES_PER_POST`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 // ---------------------------------------------------------------------------
@@ -790,6 +796,12 @@ pub struct Author {
     /// Migrant resident (外来人口): clients show the label.
     #[serde(default, skip_serializing_if = "is_false")]
     pub migrant: bool,
+    /// Another government system posted this through the government API
+    /// (`docs/API.md`): `name` is the system's name, `id` is 0 (as for the
+    /// server's own events: no account), `role` the level of the key's
+    /// scope. Clients show it as a system, not a person.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub system: bool,
 }
 
 /// The kinds of group events, each with its own body.
@@ -957,6 +969,12 @@ pub struct HiddenBody {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Seq>,
+    // --- images ---
+    /// The original pictures; like `text`, only for cadres, the secretary
+    /// and officers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 impl EventBody {
@@ -1050,6 +1068,12 @@ pub struct NoticeBody {
     pub prev_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    // --- images ---
+    /// Pictures, by hash (see `MessageBody::images`); covered by a
+    /// disclosure's hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 /// Body of a `notice_read` receipt.
@@ -1106,6 +1130,11 @@ pub struct RequestBody {
     /// One of `REQUEST_CATEGORIES`.
     pub category: String,
     pub text: String,
+    // --- images ---
+    /// Pictures, by hash (see `MessageBody::images`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    // --- end images ---
 }
 
 /// Request categories (from the reference deployment).
@@ -1504,12 +1533,177 @@ pub struct ApiStatus {
     pub message: String,
 }
 
+// --- images ---
+
+/// Most pictures one message, notice or request may carry.
+pub const MAX_IMAGES_PER_POST: usize = 9;
+
+/// The picture types `POST /api/images` accepts (checked against the
+/// bytes themselves).
+pub const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+/// Body of the `POST /api/images` response: the picture's name (SHA-256 of
+/// its bytes, 64 lowercase hex digits), its type and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUploaded {
+    pub image: String,
+    #[serde(rename = "type")]
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// Whether `text` is a well-formed picture name: 64 lowercase hex digits.
+pub fn is_image_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+// --- end images ---
+
 /// Body of every non-2xx `/api` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
 }
+
+// --- government api ---
+// The HTTP API for other government systems under `/api/v1/`
+// (`docs/API.md`): authenticated by an API key, not by an account.
+
+/// `POST /api/v1/notices` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiNoticeRequest {
+    /// Groups to post into; absent: every group of the key's scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Id>>,
+    pub kind: ApiNoticeKind,
+    pub title: String,
+    pub text: String,
+    #[serde(default)]
+    pub must_read: bool,
+    /// Makes retries idempotent: the same key (from the same API key) never
+    /// posts twice into a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+/// The kind of a notice posted through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiNoticeKind {
+    Announcement,
+    /// An affairs disclosure (村务公开): hash-chained like a cadre's.
+    #[serde(alias = "affairs")]
+    Disclosure,
+    Party,
+    Election,
+}
+
+impl ApiNoticeKind {
+    pub fn category(self) -> NoticeCategory {
+        match self {
+            ApiNoticeKind::Announcement => NoticeCategory::Announcement,
+            ApiNoticeKind::Disclosure => NoticeCategory::Affairs,
+            ApiNoticeKind::Party => NoticeCategory::Party,
+            ApiNoticeKind::Election => NoticeCategory::Election,
+        }
+    }
+}
+
+/// `201` answer to `POST /api/v1/notices`: where the notice landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiNoticePosted {
+    pub groups: Vec<ApiNoticePlaced>,
+}
+
+/// The notice's event in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiNoticePlaced {
+    pub group: Id,
+    pub seq: Seq,
+    /// A retry with the same `client_key`: this is the earlier event.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub duplicate: bool,
+}
+
+/// Open311 status of a request: `closed` once resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceRequestStatus {
+    Open,
+    Closed,
+}
+
+/// Where a request stands in villagehub's own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStage {
+    /// Filed, no reply yet.
+    Filed,
+    /// At least one reply, not resolved.
+    Responded,
+    /// Escalated to the town or district, not resolved.
+    Escalated,
+    Resolved,
+}
+
+/// One request (诉求) in Open311 GeoReport v2 shape, plus villagehub's
+/// own fields. Datetimes are RFC 3339 (UTC); absent fields are unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    /// `GROUP-SEQ`, e.g. `4-12`.
+    pub service_request_id: String,
+    pub status: ServiceRequestStatus,
+    /// The latest reply's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_notes: Option<String>,
+    /// The request category (one of the categories of `/api/v1/services`).
+    pub service_code: String,
+    pub service_name: String,
+    pub description: String,
+    /// The group, or the town or district it was escalated to.
+    pub agency_responsible: String,
+    pub requested_datetime: String,
+    /// The latest event of the request.
+    pub updated_datetime: String,
+    /// When the first response is (or was) due.
+    pub expected_datetime: String,
+    // villagehub's own fields
+    pub group: Id,
+    pub stage: RequestStage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_to: Option<EscalationLevel>,
+    /// The filer's rating, 1 to 5 stars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<u8>,
+    /// Replies so far.
+    pub replies: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_response_datetime: Option<String>,
+    /// The first response came (or is still missing) after it was due.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overdue: bool,
+}
+
+/// One request category in Open311 service-list shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub service_code: String,
+    pub service_name: String,
+    pub description: String,
+    /// Always false: a request has no attributes beyond its text.
+    pub metadata: bool,
+    /// Always `realtime`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub keywords: String,
+    /// The channel: `requests`.
+    pub group: String,
+    /// Requests of this category in the scope (villagehub's own field).
+    pub requests: u64,
+}
+// --- end government api ---
 
 #[cfg(test)]
 mod tests {

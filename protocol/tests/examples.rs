@@ -54,6 +54,9 @@ fn every_example_round_trips() {
             "http:error" => drop(round_trip::<ApiError>(info, text)),
             "http:register-request" => drop(round_trip::<RegisterRequest>(info, text)),
             "http:status" => drop(round_trip::<ApiStatus>(info, text)),
+            // --- images ---
+            "http:image-uploaded" => drop(round_trip::<protocol::ImageUploaded>(info, text)),
+            // --- end images ---
             other => panic!("example with unknown tag '{other}'"),
         }
     }
@@ -127,6 +130,10 @@ fn every_example_round_trips() {
         let documented = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.body.kind() == kind));
         assert!(documented, "no example of event kind {kind}");
     }
+    // --- government api ---
+    let by_system = frames.iter().any(|f| matches!(f, ServerFrame::Event(e) if e.author.system));
+    assert!(by_system, "no example of an event posted by another government system");
+    // --- end government api ---
 }
 
 #[test]

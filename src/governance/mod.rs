@@ -154,13 +154,21 @@ pub fn author_in(hub: &Hub, by: &Account, group: Id) -> Result<(Sight, Author), 
         role: sight.role(),
         party: dir.people.state(by.id).party,
         migrant: dir.people.member(by.id, group).migrant,
+        system: false,
     };
     Ok((sight, author))
 }
 
 /// The author of the events the sweeper appends.
 pub fn system_author() -> Author {
-    Author { id: 0, name: "villagehub".into(), role: Role::Secretary, party: false, migrant: false }
+    Author {
+        id: 0,
+        name: "villagehub".into(),
+        role: Role::Secretary,
+        party: false,
+        migrant: false,
+        system: false,
+    }
 }
 
 pub async fn append(
@@ -202,6 +210,17 @@ pub async fn post(
             ));
         }
     }
+    // --- images ---
+    // Only a post with pictures pays for looking them up.
+    let images = match &event {
+        EventBody::Notice(notice) => &notice.images[..],
+        EventBody::Request(request) => &request.images[..],
+        _ => &[],
+    };
+    if !images.is_empty() {
+        hub.check_images(images).await?;
+    }
+    // --- end images ---
     let max_text = hub.config.limits.max_text;
     let (body, key) = match event {
         EventBody::Message(_) | EventBody::Hide(_) | EventBody::Hidden(_) => {

@@ -20,8 +20,24 @@ use crate::presence::Notice;
 use crate::store::StoreError;
 
 /// The exact text a disclosure's hash covers, as one JSON array: group,
-/// author id, title, text, must_read, amends, prev_hash ("" for the first).
+/// author id, title, text, must_read, amends, prev_hash ("" for the first),
+/// and — only when it has pictures, so that earlier chains still verify —
+/// the list of picture names (each the SHA-256 of the picture's bytes, so
+/// the hash covers the pictures themselves).
 pub fn canonical(group: Id, author: Id, notice: &NoticeBody) -> String {
+    if !notice.images.is_empty() {
+        let value = (
+            group,
+            author,
+            &notice.title,
+            &notice.text,
+            notice.must_read,
+            notice.amends,
+            notice.prev_hash.as_deref().unwrap_or(""),
+            &notice.images,
+        );
+        return serde_json::to_string(&value).expect("tuples serialize");
+    }
     let value = (
         group,
         author,
@@ -56,13 +72,29 @@ pub async fn post_notice(
     group: Id,
     sight: &Sight,
     author: Author,
-    mut notice: NoticeBody,
+    notice: NoticeBody,
     client_key: Option<String>,
     max_text: usize,
 ) -> Result<ServerFrame, OpError> {
     if !is_cadre(sight) {
         return Err(forbidden("only cadres and the secretary post notices"));
     }
+    let (seq, duplicate) = append_notice(hub, group, author, notice, client_key, max_text).await?;
+    Ok(ServerFrame::Sent { id, group, seq, duplicate })
+}
+
+/// Checks a notice and appends it to the group's log; a disclosure is
+/// linked into the group's hash chain first. The caller has checked that
+/// the author may post notices there (a cadre's `post`, or a government
+/// system's key in `gov_api`). Returns the seq and whether it is a retry.
+pub async fn append_notice(
+    hub: &Hub,
+    group: Id,
+    author: Author,
+    mut notice: NoticeBody,
+    client_key: Option<String>,
+    max_text: usize,
+) -> Result<(Seq, bool), OpError> {
     check_text(&notice.title, "title", MAX_TITLE)?;
     check_text(&notice.text, "text", max_text)?;
     notice.prev_hash = None;
@@ -90,8 +122,7 @@ pub async fn post_notice(
             .and_then(|(_, _, n)| n.hash.clone());
         notice.hash = Some(hash_hex(&canonical(group, author.id, &notice)));
     }
-    let (seq, duplicate) = append(hub, group, author, client_key, EventBody::Notice(notice)).await?;
-    Ok(ServerFrame::Sent { id, group, seq, duplicate })
+    append(hub, group, author, client_key, EventBody::Notice(notice)).await
 }
 
 /// A read receipt; reading twice is a duplicate of the first receipt.

@@ -38,6 +38,16 @@ pub struct RequestState {
     pub escalated: Option<EscalationLevel>,
     pub overdue: bool,
     pub rated: bool,
+    // What the government API shows (`gov_api`).
+    pub category: String,
+    pub text: String,
+    pub replies: u32,
+    /// The latest reply's text.
+    pub last_reply: Option<String>,
+    /// The filer's stars, once rated.
+    pub rating: Option<u8>,
+    /// The latest event of the request (its filing, at first).
+    pub updated: Millis,
 }
 
 pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, RequestState>, StoreError> {
@@ -45,7 +55,7 @@ pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, Request
     for event in events_of(conn, group, KINDS)? {
         let (request, ts) = (event.seq, event.ts);
         match event.body {
-            EventBody::Request(_) => {
+            EventBody::Request(body) => {
                 map.insert(
                     request,
                     RequestState {
@@ -57,17 +67,27 @@ pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, Request
                         escalated: None,
                         overdue: false,
                         rated: false,
+                        category: body.category,
+                        text: body.text,
+                        replies: 0,
+                        last_reply: None,
+                        rating: None,
+                        updated: ts,
                     },
                 );
             }
             EventBody::RequestReply(b) => {
                 if let Some(r) = map.get_mut(&b.request) {
                     r.first_reply.get_or_insert(ts);
+                    r.replies += 1;
+                    r.last_reply = Some(b.text);
+                    r.updated = ts;
                 }
             }
             EventBody::RequestResolved(b) => {
                 if let Some(r) = map.get_mut(&b.request) {
                     r.resolved.get_or_insert(b.solved_in_group);
+                    r.updated = ts;
                 }
             }
             EventBody::RequestEscalated(b) => {
@@ -75,16 +95,20 @@ pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, Request
                     if r.escalated != Some(EscalationLevel::District) {
                         r.escalated = Some(b.to);
                     }
+                    r.updated = ts;
                 }
             }
             EventBody::RequestOverdue(b) => {
                 if let Some(r) = map.get_mut(&b.request) {
                     r.overdue = true;
+                    r.updated = ts;
                 }
             }
             EventBody::RequestRated(b) => {
                 if let Some(r) = map.get_mut(&b.request) {
                     r.rated = true;
+                    r.rating.get_or_insert(b.stars);
+                    r.updated = ts;
                 }
             }
             _ => {}

@@ -391,6 +391,9 @@ impl Client {
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
                 ServerFrame::Application(application) => self.applications.push_back(application),
                 ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
+                push @ (ServerFrame::StatsUpdate { .. }
+                | ServerFrame::PresenceUpdate { .. }
+                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
                 other => panic!("expected an event, got {other:?}"),
             }
         }
@@ -406,6 +409,9 @@ impl Client {
                 ServerFrame::Application(application) => return application,
                 ServerFrame::Event(event) => self.events.push_back(event),
                 ServerFrame::Membership(notice) => self.notices.push_back(notice),
+                push @ (ServerFrame::StatsUpdate { .. }
+                | ServerFrame::PresenceUpdate { .. }
+                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
                 other => panic!("expected an application push, got {other:?}"),
             }
         }
@@ -421,6 +427,9 @@ impl Client {
                 ServerFrame::Membership(notice) => return notice,
                 ServerFrame::Event(event) => self.events.push_back(event),
                 ServerFrame::Application(application) => self.applications.push_back(application),
+                push @ (ServerFrame::StatsUpdate { .. }
+                | ServerFrame::PresenceUpdate { .. }
+                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
                 other => panic!("expected a membership push, got {other:?}"),
             }
         }
@@ -435,6 +444,9 @@ impl Client {
             match self.frame().await {
                 ServerFrame::Receipts(receipts) => return receipts,
                 ServerFrame::Event(event) => self.events.push_back(event),
+                push @ (ServerFrame::StatsUpdate { .. }
+                | ServerFrame::PresenceUpdate { .. }
+                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
                 other => panic!("expected a receipts push, got {other:?}"),
             }
         }
