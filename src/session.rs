@@ -228,17 +228,38 @@ impl Session {
         }
     }
 
-    /// Writes the outbox's ready events (coalesced into few socket writes).
+    /// Writes the outbox's ready events (coalesced into few socket writes),
+    /// giving up on a client that takes none of them for `--slow-timeout`.
+    /// One timer for the whole drain, not one per event and one per flush.
     async fn drain_outbox(
         &mut self,
         ws: &mut Ws,
         outbox: &mut mpsc::Receiver<Arc<Delivery>>,
         first: Arc<Delivery>,
     ) -> Result<(), End> {
-        self.offer(ws, &first).await?;
+        let slow = self.hub.config.limits.slow_timeout;
+        match tokio::time::timeout(slow, self.drain_untimed(ws, outbox, first)).await {
+            Ok(result) => result,
+            Err(_) => Err(End::Closed(close::TOO_SLOW)),
+        }
+    }
+
+    async fn drain_untimed(
+        &mut self,
+        ws: &mut Ws,
+        outbox: &mut mpsc::Receiver<Arc<Delivery>>,
+        first: Arc<Delivery>,
+    ) -> Result<(), End> {
+        if let Some(message) = self.offer_message(&first) {
+            ws.feed(message).await.map_err(io_end)?;
+        }
         for _ in 1..DRAIN_MAX {
             match outbox.try_recv() {
-                Ok(delivery) => self.offer(ws, &delivery).await?,
+                Ok(delivery) => {
+                    if let Some(message) = self.offer_message(&delivery) {
+                        ws.feed(message).await.map_err(io_end)?;
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -247,24 +268,30 @@ impl Session {
                 sub.behind = true;
             }
         }
-        self.flush(ws).await
+        ws.flush().await.map_err(io_end)
     }
 
-    /// Applies the delivery rule to one live event (see the module doc).
-    async fn offer(&mut self, ws: &mut Ws, delivery: &Delivery) -> Result<(), End> {
-        let Some(sub) = self.subs.iter_mut().find(|s| s.group == delivery.group) else {
-            return Ok(()); // unsubscribed meanwhile
-        };
+    /// Applies the delivery rule to one live event (see the module doc):
+    /// the message to write, if any.
+    fn offer_message(&mut self, delivery: &Delivery) -> Option<Message> {
+        let sub = self.subs.iter_mut().find(|s| s.group == delivery.group)?; // unsubscribed meanwhile
         if sub.behind || delivery.seq <= sub.last {
-            return Ok(());
+            return None;
         }
         if delivery.seq != sub.last + 1 {
             sub.behind = true;
-            return Ok(());
+            return None;
         }
         sub.last = delivery.seq;
-        let frame = delivery.frame.clone();
-        self.feed(ws, Message::Text(frame)).await
+        Some(Message::Text(delivery.frame.clone()))
+    }
+
+    /// `offer_message`, written (with the usual timeout).
+    async fn offer(&mut self, ws: &mut Ws, delivery: &Delivery) -> Result<(), End> {
+        match self.offer_message(delivery) {
+            Some(message) => self.feed(ws, message).await,
+            None => Ok(()),
+        }
     }
 
     async fn write_delivery(&mut self, ws: &mut Ws, delivery: &Delivery) -> Result<(), End> {

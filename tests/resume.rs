@@ -7,7 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
+use protocol::ServerFrame;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 const FAST: [&str; 4] = ["--ops-per-sec", "100000", "--burst", "100000"];
 
@@ -189,4 +192,62 @@ async fn resubscribing_and_unsubscribing() {
     let (mut other, _) = server.client(&demo_phone(2, 4)).await;
     other.send_text(group, "after unsubscribe", "u-1").await;
     c.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_takes_nothing_for_the_slow_timeout_is_closed_and_resumes_without_loss() {
+    let server = Server::start(&[
+        "--ops-per-sec",
+        "100000",
+        "--burst",
+        "100000",
+        "--outbox",
+        "16",
+        "--sync",
+        "normal",
+        "--max-text",
+        "2000",
+        "--slow-timeout",
+        "2",
+    ]);
+    let (mut stalled, welcome) = server.client(&demo_phone(1, 1)).await;
+    let group = group_named(&welcome, "聚源桥村").id;
+    let head = stalled.subscribe(group, None).await;
+    let big = "村".repeat(1900);
+    let count = 1200u64; // ~7 MB: more than the socket buffers hold
+    let (mut sender, _) = server.client(&demo_phone(1, 3)).await;
+    for i in 0..count {
+        sender.send_text(group, &format!("{i} {big}"), &format!("s-{i}")).await;
+    }
+    // Taking nothing for longer than the slow timeout…
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // …the connection is closed (4008, or cut if even the close frame does
+    // not fit) after what was already in the buffers.
+    let mut seqs = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, stalled.ws.next()).await.expect("the connection stays open") {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()).unwrap() {
+                ServerFrame::Event(event) => seqs.push(event.seq),
+                // The secretary hears of the spike these sends make.
+                ServerFrame::Warning(_) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4008));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!((seqs.len() as u64) < count, "all {count} events fitted: the test proves nothing");
+    // Resuming from the last event read gives the rest, once, in order.
+    let last = seqs.last().copied().unwrap_or(head);
+    let (mut resumed, _) = server.client(&demo_phone(1, 1)).await;
+    resumed.subscribe(group, Some(last)).await;
+    for _ in last..head + count {
+        seqs.push(resumed.event().await.seq);
+    }
+    assert_contiguous(&seqs, head + 1, head + count);
+    resumed.expect_silence(Duration::from_millis(300)).await;
 }
