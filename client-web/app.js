@@ -880,6 +880,12 @@ function submitComposer(log, input) {
   const text = input.value.trim();
   const images = app.attachments.get(log.id) || [];
   if (!text && !images.length) return;
+  if (!text) {
+    // The server refuses a message without text ("text is empty"), pictures or not.
+    toast(t('images.need_text'));
+    input.focus();
+    return;
+  }
   const max = app.limits.max_text || 2000;
   if ([...text].length > max) {
     toast(t('chat.too_long', { max }));
@@ -1006,11 +1012,10 @@ function messageEl(log, ev) {
   if (hidden && hidden.text == null) {
     content = h('div', { class: 'hidden-note' }, t('chat.hidden', { reason: hidden.reason }));
   } else if (hidden) {
-    content = [h('div', { class: 'hidden-mark' }, t('chat.hidden.mark', { reason: hidden.reason })), h('div', { class: 'text hidden-text' }, text)];
+    content = [h('div', { class: 'hidden-mark' }, t('chat.hidden.mark', { reason: hidden.reason })), h('div', { class: 'text hidden-text' }, text), thumbs(hidden.images)];
   } else {
     const images = ev.body && Array.isArray(ev.body.images) ? ev.body.images : [];
-    // An image-only message has no text line (an empty one would read as a blank bubble).
-    content = [text || !images.length ? h('div', { class: 'text' }, text) : null, thumbs(images)];
+    content = [h('div', { class: 'text' }, text), thumbs(images)];
   }
   const li = h('li', {
     class: `msg${mine ? ' mine' : ''}${hidden ? ' is-hidden' : ''}`, tabindex: '0', role: 'button',
@@ -1107,7 +1112,7 @@ function pendingEl(log, item) {
     h('span', { class: 'author' }, t('chat.me')),
     h('span', { class: 'pending-label' })),
   item.reply_to != null ? quoteEl(log, item.reply_to) : null,
-  item.text || !(item.images && item.images.length) ? h('div', { class: 'text' }, item.text) : null,
+  h('div', { class: 'text' }, item.text),
   thumbs(item.images));
   refreshPendingLabel(li, item);
   li.addEventListener('click', () => {
@@ -1210,13 +1215,14 @@ function addEvent(log, ev) {
   return fresh;
 }
 
-/** {reason, text|null} if the message is hidden; text only for those who may read it. */
+/** {reason, text|null, images} if the message is hidden; text and pictures only for those who may see them. */
 function hiddenOf(log, ev) {
   if (!ev || !ev.body) return null;
-  if (ev.kind === 'hidden') return { reason: ev.body.reason || '', text: ev.body.text ?? null };
+  if (ev.kind === 'hidden') return { reason: ev.body.reason || '', text: ev.body.text ?? null, images: ev.body.images };
   const hide = log.hides.get(ev.seq);
   if (!hide) return null;
-  return { reason: hide.body.reason || '', text: SEES_HIDDEN.has(log.info.role) ? (ev.body.text || '') : null };
+  const sees = SEES_HIDDEN.has(log.info.role);
+  return { reason: hide.body.reason || '', text: sees ? (ev.body.text || '') : null, images: sees ? ev.body.images : null };
 }
 
 function redrawMessage(log, seq) {
@@ -2937,10 +2943,10 @@ function onPresenceUpdate(p) {
 }
 
 // ---------------------------------------------------------------------------
-// Pictures (planned server contract: POST /api/images → {image: sha256 hex},
-// shown from /api/images/<hash>; bodies carry `images`, at most 9). Until the
-// server has the endpoint, the first upload's 404/405 hides every attach
-// button for the session.
+// Pictures (protocol "Pictures": POST /api/images → {image: sha256 hex},
+// shown from /api/images/<hash>; bodies carry `images`, at most 9). On an
+// older server without the endpoint, the first upload's 404/405 hides every
+// attach button for the session.
 // ---------------------------------------------------------------------------
 
 const MAX_IMAGES = 9;
@@ -2974,7 +2980,26 @@ async function uploadImage(file) {
     return null;
   }
   if (res.status === 413) {
-    toast(t('images.too_large'));
+    // The limit is the server's (--max-image-bytes); its message names it.
+    let max = null;
+    try {
+      const m = /at most (\d+) bytes/.exec((await res.json()).message || '');
+      if (m) max = Number(m[1]);
+    } catch { /* no body: say it without the limit */ }
+    toast(max ? t('images.too_large.max', { max: formatBytes(max) }) : t('images.too_large'));
+    return null;
+  }
+  if (res.status === 415) {
+    // The bytes are not the picture the name or type claims.
+    toast(t('images.bad_type'));
+    return null;
+  }
+  if (res.status === 429) {
+    toast(t('images.rate_limited'));
+    return null;
+  }
+  if (res.status === 401) {
+    logout('login.expired');
     return null;
   }
   if (!res.ok) {
@@ -2989,27 +3014,42 @@ async function uploadImage(file) {
   }
 }
 
+/** 8192 → "8 KB", 4194304 → "4 MB". */
+function formatBytes(n) {
+  if (n >= 1024 * 1024) return `${Math.round((n / (1024 * 1024)) * 10) / 10} MB`;
+  return `${Math.max(1, Math.round(n / 1024))} KB`;
+}
+
 /** A button with a hidden file input; each chosen picture is uploaded and kept in app.attachments under `groupId`. */
 function attachButton(groupId, onChange, id = 'attach') {
   const input = h('input', { type: 'file', accept: IMAGE_TYPES.join(','), multiple: true, hidden: true });
+  const label = h('label', { class: 'attach', id, title: t('images.attach'), 'aria-label': t('images.attach') },
+    svgIcon(ICON_IMAGE), input);
   input.addEventListener('change', async () => {
     const files = [...input.files];
     input.value = '';
     const list = app.attachments.get(groupId) || [];
-    for (const f of files) {
-      if (list.length >= MAX_IMAGES) {
-        toast(t('images.max', { n: MAX_IMAGES }));
-        break;
+    // On a slow line an upload takes seconds: the button shows it is busy.
+    label.classList.add('busy');
+    label.setAttribute('aria-busy', 'true');
+    try {
+      for (const f of files) {
+        if (list.length >= MAX_IMAGES) {
+          toast(t('images.max', { n: MAX_IMAGES }));
+          break;
+        }
+        const hash = await uploadImage(f);
+        if (hash) list.push(hash);
+        if (imagesOff) break;
       }
-      const hash = await uploadImage(f);
-      if (hash) list.push(hash);
-      if (imagesOff) break;
+    } finally {
+      label.classList.remove('busy');
+      label.removeAttribute('aria-busy');
     }
     app.attachments.set(groupId, list);
     onChange();
   });
-  return h('label', { class: 'attach', id, title: t('images.attach'), 'aria-label': t('images.attach') },
-    svgIcon(ICON_IMAGE), input);
+  return label;
 }
 
 /** The chat composer's strip of attached pictures, each removable. */

@@ -417,6 +417,9 @@ const zh = {
   'images.max': '最多 {n} 张图片。',
   'images.bad_type': '只能发送 JPEG、PNG、WebP 或 GIF 图片。',
   'images.too_large': '图片太大了。',
+  'images.too_large.max': '图片太大了：最大 {max}，请换一张小一些的。',
+  'images.rate_limited': '上传太频繁了，请稍等一分钟再试。',
+  'images.need_text': '请为图片写一句说明再发送。',
   'images.failed': '图片上传失败，请再试一次。',
   'images.unsupported': '服务器暂不支持图片。',
 };
@@ -831,6 +834,9 @@ const en = {
   'images.max': 'At most {n} pictures.',
   'images.bad_type': 'Only JPEG, PNG, WebP or GIF pictures.',
   'images.too_large': 'The picture is too large.',
+  'images.too_large.max': 'The picture is too large: at most {max}. Please choose a smaller one.',
+  'images.rate_limited': 'Too many uploads. Please wait a minute and try again.',
+  'images.need_text': 'Please write a line about the picture before sending.',
   'images.failed': 'The picture could not be uploaded. Please try again.',
   'images.unsupported': 'This server does not take pictures yet.',
 };

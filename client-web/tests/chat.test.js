@@ -128,6 +128,11 @@ test('a text over the limit is refused before sending, with a friendly message',
 test('pictures: a server without POST /api/images takes the attach button away, plainly', async () => {
   const p = await phone(demoPhone(2, 6));
   await p.page.waitForSelector('#attach');
+  // An older server: this one has the endpoint (pictures.test.js), so the
+  // upload is answered 404 here, as an older server would.
+  await p.page.route('**/api/images', (route) => route.fulfill({
+    status: 404, contentType: 'application/json', body: '{"code":"not_found","message":"no route"}',
+  }));
   // A 1×1 PNG.
   const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
   await p.page.setInputFiles('#attach input[type="file"]', { name: 'dot.png', mimeType: 'image/png', buffer: png });
