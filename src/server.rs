@@ -47,6 +47,7 @@ impl Node {
         let directory = Arc::new(RwLock::new(store.load_directory()?));
         let fanout = Arc::new(Fanout::default());
         let writer_conn = store.open_writer(config.sync)?;
+        store.start_checkpointer(config.sync)?;
         let (log, writer) = Log::start(&store, writer_conn, directory.clone(), fanout.clone())?;
         let tokens = TokenKey::load_or_create(config.token_key.as_deref(), &config.data_dir)?;
         let cluster = match &config.redis {
