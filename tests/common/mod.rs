@@ -322,18 +322,40 @@ impl Client {
 
     pub async fn reply(&mut self, id: u64) -> ServerFrame {
         loop {
-            match self.frame().await {
-                ServerFrame::Event(event) => self.events.push_back(event),
-                ServerFrame::Membership(notice) => self.notices.push_back(notice),
-                ServerFrame::Application(application) => self.applications.push_back(application),
-                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
-                push @ (ServerFrame::StatsUpdate { .. }
-                | ServerFrame::PresenceUpdate { .. }
-                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
-                frame => {
-                    assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
-                    return frame;
-                }
+            let frame = self.frame().await;
+            if let Some(frame) = self.keep(frame) {
+                assert_eq!(reply_id(&frame), Some(id), "reply out of order: {frame:?}");
+                return frame;
+            }
+        }
+    }
+
+    /// Queues a pushed frame for whoever waits for its kind; returns any
+    /// other frame (a reply).
+    fn keep(&mut self, frame: ServerFrame) -> Option<ServerFrame> {
+        match frame {
+            ServerFrame::Event(event) => self.events.push_back(event),
+            ServerFrame::Membership(notice) => self.notices.push_back(notice),
+            ServerFrame::Application(application) => self.applications.push_back(application),
+            ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
+            push @ (ServerFrame::StatsUpdate { .. }
+            | ServerFrame::PresenceUpdate { .. }
+            | ServerFrame::Warning(_)) => self.pushes.push_back(push),
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// Waits until `take` finds what it wants among the queued pushes,
+    /// keeping every other push that arrives meanwhile.
+    async fn wait_for<T>(&mut self, what: &str, take: impl Fn(&mut Self) -> Option<T>) -> T {
+        loop {
+            if let Some(found) = take(self) {
+                return found;
+            }
+            let frame = self.frame().await;
+            if let Some(other) = self.keep(frame) {
+                panic!("expected {what}, got {other:?}");
             }
         }
     }
@@ -388,93 +410,28 @@ impl Client {
 
     /// The next pushed event.
     pub async fn event(&mut self) -> Event {
-        if let Some(event) = self.events.pop_front() {
-            return event;
-        }
-        loop {
-            match self.frame().await {
-                ServerFrame::Event(event) => return event,
-                ServerFrame::Membership(notice) => self.notices.push_back(notice),
-                ServerFrame::Application(application) => self.applications.push_back(application),
-                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
-                push @ (ServerFrame::StatsUpdate { .. }
-                | ServerFrame::PresenceUpdate { .. }
-                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
-                other => panic!("expected an event, got {other:?}"),
-            }
-        }
+        self.wait_for("an event", |c| c.events.pop_front()).await
     }
 
     /// The next application push (other pushes arriving meanwhile are kept).
     pub async fn application(&mut self) -> protocol::ApplicationInfo {
-        if let Some(application) = self.applications.pop_front() {
-            return application;
-        }
-        loop {
-            match self.frame().await {
-                ServerFrame::Application(application) => return application,
-                ServerFrame::Event(event) => self.events.push_back(event),
-                ServerFrame::Membership(notice) => self.notices.push_back(notice),
-                push @ (ServerFrame::StatsUpdate { .. }
-                | ServerFrame::PresenceUpdate { .. }
-                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
-                other => panic!("expected an application push, got {other:?}"),
-            }
-        }
+        self.wait_for("an application push", |c| c.applications.pop_front()).await
     }
 
     /// The next membership push (events arriving meanwhile are kept).
     pub async fn notice(&mut self) -> MembershipNotice {
-        if let Some(notice) = self.notices.pop_front() {
-            return notice;
-        }
-        loop {
-            match self.frame().await {
-                ServerFrame::Membership(notice) => return notice,
-                ServerFrame::Event(event) => self.events.push_back(event),
-                ServerFrame::Application(application) => self.applications.push_back(application),
-                push @ (ServerFrame::StatsUpdate { .. }
-                | ServerFrame::PresenceUpdate { .. }
-                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
-                other => panic!("expected a membership push, got {other:?}"),
-            }
-        }
+        self.wait_for("a membership push", |c| c.notices.pop_front()).await
     }
 
     /// The next read-receipt push (events arriving meanwhile are kept).
     pub async fn receipts_push(&mut self) -> protocol::Receipts {
-        if let Some(receipts) = self.receipts.pop_front() {
-            return receipts;
-        }
-        loop {
-            match self.frame().await {
-                ServerFrame::Receipts(receipts) => return receipts,
-                ServerFrame::Event(event) => self.events.push_back(event),
-                push @ (ServerFrame::StatsUpdate { .. }
-                | ServerFrame::PresenceUpdate { .. }
-                | ServerFrame::Warning(_)) => self.pushes.push_back(push),
-                other => panic!("expected a receipts push, got {other:?}"),
-            }
-        }
+        self.wait_for("a receipts push", |c| c.receipts.pop_front()).await
     }
 
-    /// The next `stats_update` or `presence_update` push (one that arrived
-    /// while waiting for a reply first); other frames are kept as `reply`
-    /// keeps them.
+    /// The next `stats_update`, `presence_update` or `warning` push (one
+    /// that arrived while waiting for a reply first).
     pub async fn push(&mut self) -> ServerFrame {
-        if let Some(push) = self.pushes.pop_front() {
-            return push;
-        }
-        loop {
-            match self.frame().await {
-                ServerFrame::Event(event) => self.events.push_back(event),
-                ServerFrame::Membership(notice) => self.notices.push_back(notice),
-                ServerFrame::Application(application) => self.applications.push_back(application),
-                ServerFrame::Receipts(receipts) => self.receipts.push_back(receipts),
-                push @ (ServerFrame::StatsUpdate { .. } | ServerFrame::PresenceUpdate { .. }) => return push,
-                other => panic!("expected a push, got {other:?}"),
-            }
-        }
+        self.wait_for("a push", |c| c.pushes.pop_front()).await
     }
 
     /// Asserts that nothing but pings arrives for `wait`.
