@@ -20,9 +20,10 @@ use rusqlite::{params, Connection};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use protocol::{EscalatedRequest, EscalationLevel, EventBody, Id, Millis, ServerFrame, Stats};
+use protocol::{EscalatedRequest, Id, Millis, ServerFrame, Stats};
 
-use crate::governance::{events_of, read};
+use crate::governance::read;
+use crate::governance::requests::requests_of;
 use crate::hub::{Account, Hub, OpError};
 use crate::presence::Notice;
 use crate::stats::{readable_groups, Scope};
@@ -455,49 +456,27 @@ pub async fn escalated(hub: &Hub, by: &Account, id: u64, scope: &str) -> Result<
     let mut requests = read(hub, move |c| {
         let mut out = Vec::new();
         for group in groups {
-            let kinds = ["request", "request_reply", "request_resolved", "request_escalated"];
-            let mut by_seq: HashMap<u64, (EscalatedRequest, bool)> = HashMap::new();
-            for event in events_of(c, group, &kinds)? {
-                match event.body {
-                    EventBody::Request(body) => {
-                        let request = EscalatedRequest {
-                            group,
-                            seq: event.seq,
-                            category: body.category,
-                            text: body.text,
-                            filed_at: event.ts,
-                            escalated_at: 0,
-                            to: EscalationLevel::Town,
-                            automatic: false,
-                            status: "open".into(),
-                        };
-                        by_seq.insert(event.seq, (request, false));
-                    }
-                    EventBody::RequestEscalated(body) => {
-                        if let Some((r, escalated)) = by_seq.get_mut(&body.request) {
-                            *escalated = true;
-                            r.escalated_at = event.ts;
-                            r.to = body.to;
-                            r.automatic = body.automatic;
-                            r.status = "escalated".into();
-                        }
-                    }
-                    EventBody::RequestReply(body) => {
-                        if let Some((r, true)) = by_seq.get_mut(&body.request) {
-                            if r.status == "escalated" {
-                                r.status = "responded".into();
-                            }
-                        }
-                    }
-                    EventBody::RequestResolved(body) => {
-                        if let Some((r, true)) = by_seq.get_mut(&body.request) {
-                            r.status = "resolved".into();
-                        }
-                    }
-                    _ => {}
-                }
+            for r in requests_of(c, group)?.into_values() {
+                let (Some(to), Some(escalated_at)) = (r.escalated, r.escalated_at) else { continue };
+                let status = if r.resolved.is_some() {
+                    "resolved"
+                } else if r.replied_since_escalation {
+                    "responded"
+                } else {
+                    "escalated"
+                };
+                out.push(EscalatedRequest {
+                    group,
+                    seq: r.seq,
+                    category: r.category,
+                    text: r.text,
+                    filed_at: r.ts,
+                    escalated_at,
+                    to,
+                    automatic: r.escalated_automatically,
+                    status: status.into(),
+                });
             }
-            out.extend(by_seq.into_values().filter(|(_, escalated)| *escalated).map(|(r, _)| r));
         }
         Ok(out)
     })

@@ -36,6 +36,11 @@ pub struct RequestState {
     /// `Some(solved_in_group)` once resolved.
     pub resolved: Option<bool>,
     pub escalated: Option<EscalationLevel>,
+    /// When the latest escalation was made, and whether by the server.
+    pub escalated_at: Option<Millis>,
+    pub escalated_automatically: bool,
+    /// A reply came after the latest escalation.
+    pub replied_since_escalation: bool,
     pub overdue: bool,
     pub rated: bool,
     // What the government API shows (`gov_api`).
@@ -65,6 +70,9 @@ pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, Request
                         first_reply: None,
                         resolved: None,
                         escalated: None,
+                        escalated_at: None,
+                        escalated_automatically: false,
+                        replied_since_escalation: false,
                         overdue: false,
                         rated: false,
                         category: body.category,
@@ -79,6 +87,7 @@ pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, Request
             EventBody::RequestReply(b) => {
                 if let Some(r) = map.get_mut(&b.request) {
                     r.first_reply.get_or_insert(ts);
+                    r.replied_since_escalation = r.escalated.is_some();
                     r.replies += 1;
                     r.last_reply = Some(b.text);
                     r.updated = ts;
@@ -95,6 +104,9 @@ pub fn requests_of(conn: &Connection, group: Id) -> Result<BTreeMap<Seq, Request
                     if r.escalated != Some(EscalationLevel::District) {
                         r.escalated = Some(b.to);
                     }
+                    r.escalated_at = Some(ts);
+                    r.escalated_automatically = b.automatic;
+                    r.replied_since_escalation = false;
                     r.updated = ts;
                 }
             }
