@@ -49,13 +49,6 @@ CREATE TABLE IF NOT EXISTS figure_participants (
     PRIMARY KEY ("group", account)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS figure_participants_account ON figure_participants (account);
-CREATE TABLE IF NOT EXISTS figure_requests (
-    "group" INTEGER NOT NULL,
-    request TEXT NOT NULL,
-    answered INTEGER NOT NULL DEFAULT 0,
-    escalated INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY ("group", request)
-) WITHOUT ROWID;
 INSERT OR IGNORE INTO figures
 SELECT log, COUNT(*),
     SUM(kind IN ('notice', 'broadcast')),
@@ -69,9 +62,6 @@ SELECT log, COUNT(*),
 FROM events WHERE log != 0 GROUP BY log;
 INSERT OR IGNORE INTO figure_participants
 SELECT DISTINCT log, author FROM events WHERE log != 0 AND author != 0;
-INSERT OR IGNORE INTO figure_requests ("group", request)
-SELECT DISTINCT log, json(json_extract(frame, '$.body.request')) FROM events
-WHERE log != 0 AND kind IN ('request_reply', 'request_escalated');
 CREATE TABLE IF NOT EXISTS request_clock (
     "group" INTEGER NOT NULL,
     request INTEGER NOT NULL,
@@ -95,11 +85,6 @@ UPDATE request_clock SET
         AND e.kind = 'request_overdue' AND json_extract(e.frame, '$.body.request') = request_clock.request),
     escalated = EXISTS (SELECT 1 FROM events e WHERE e.log = request_clock."group"
         AND e.kind = 'request_escalated' AND json_extract(e.frame, '$.body.request') = request_clock.request);
-UPDATE figure_requests SET
-    answered = EXISTS (SELECT 1 FROM events e WHERE e.log = figure_requests."group"
-        AND e.kind = 'request_reply' AND json(json_extract(e.frame, '$.body.request')) = figure_requests.request),
-    escalated = EXISTS (SELECT 1 FROM events e WHERE e.log = figure_requests."group"
-        AND e.kind = 'request_escalated' AND json(json_extract(e.frame, '$.body.request')) = figure_requests.request);
 "#;
 
 /// What one committed batch changes in the figures view. Gathered per
@@ -109,9 +94,8 @@ UPDATE figure_requests SET
 pub struct FigureDeltas {
     groups: HashMap<Id, [i64; 9]>,
     participants: HashSet<(Id, Id)>,
-    /// (group, request as JSON text, answered, escalated).
-    requests: Vec<(Id, String, bool, bool)>,
-    /// Changes to the request clock.
+    /// Changes to the request clock (which also gives the figures of
+    /// requests answered and escalated).
     clock: Vec<Clock>,
 }
 
@@ -212,16 +196,7 @@ impl FigureDeltas {
             "request_escalated" => "escalated",
             _ => return,
         };
-        let request = body().get("request").cloned().unwrap_or(Value::Null);
-        if matches!(kind, "request_reply" | "request_escalated") {
-            self.requests.push((
-                group,
-                request.to_string(),
-                kind == "request_reply",
-                kind == "request_escalated",
-            ));
-        }
-        if let Some(request) = request.as_u64() {
+        if let Some(request) = body().get("request").and_then(Value::as_u64) {
             self.clock.push(Clock::Mark { group, request, column });
         }
     }
@@ -243,14 +218,6 @@ impl FigureDeltas {
         )?;
         for (group, account) in &self.participants {
             participant.execute(params![*group as i64, *account as i64])?;
-        }
-        let mut request = conn.prepare_cached(
-            r#"INSERT INTO figure_requests ("group", request, answered, escalated) VALUES (?1, ?2, ?3, ?4)
-               ON CONFLICT ("group", request) DO UPDATE SET answered = MAX(answered, excluded.answered),
-                   escalated = MAX(escalated, excluded.escalated)"#,
-        )?;
-        for (group, key, answered, escalated) in &self.requests {
-            request.execute(params![*group as i64, key, *answered, *escalated])?;
         }
         for change in &self.clock {
             match change {
@@ -289,9 +256,9 @@ pub fn all_time(conn: &Connection, scope: &str, groups: &[Id], now: Millis) -> R
         r#"SELECT COUNT(DISTINCT account) FROM figure_participants WHERE "group" IN ({list})"#
     ))?;
     let answered =
-        count(format!(r#"SELECT COUNT(*) FROM figure_requests WHERE "group" IN ({list}) AND answered"#))?;
+        count(format!(r#"SELECT COUNT(*) FROM request_clock WHERE "group" IN ({list}) AND answered"#))?;
     let escalated =
-        count(format!(r#"SELECT COUNT(*) FROM figure_requests WHERE "group" IN ({list}) AND escalated"#))?;
+        count(format!(r#"SELECT COUNT(*) FROM request_clock WHERE "group" IN ({list}) AND escalated"#))?;
     Ok(Stats {
         scope: scope.to_string(),
         from: 0,

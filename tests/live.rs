@@ -137,7 +137,7 @@ async fn live_figures_equal_the_counted_ones_and_are_pushed_when_they_change() {
     {
         let conn = rusqlite::Connection::open(server.data_dir.join("villagehub.sqlite3")).unwrap();
         conn.execute_batch(
-            "DROP TABLE figures; DROP TABLE figure_participants; DROP TABLE figure_requests;
+            "DROP TABLE figures; DROP TABLE figure_participants;
              DROP TABLE request_clock; UPDATE meta SET value = '5' WHERE key = 'schema_version';",
         )
         .unwrap();
