@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use protocol::{
-    EscalationLevel, EventBody, Figures, Id, ItemMode, Millis, Office, RequestEscalatedBody,
-    RequestOverdueBody, ScopeKind, Seq, ServerFrame, REQUEST_CATEGORIES,
+    EscalationLevel, EventBody, Figures, Id, ItemMode, Millis, RequestEscalatedBody, RequestOverdueBody,
+    ScopeKind, Seq, ServerFrame, REQUEST_CATEGORIES,
 };
 
 use super::{append, check_text, conflict, events_of, forbidden, is_cadre, not_found, read, system_author};
 use crate::hub::{Account, Hub, OpError};
 use crate::membership::Sight;
+use crate::stats::{readable_groups, Scope};
 use crate::store::StoreError;
 
 const KINDS: &[&str] = &[
@@ -261,40 +262,6 @@ pub async fn sweep(hub: &Hub, now: Millis) -> Result<(), OpError> {
     Ok(())
 }
 
-/// The groups of a scope the account may read figures of.
-fn scope_groups(hub: &Hub, by: &Account, scope: ScopeKind, of: Id) -> Result<Vec<Id>, OpError> {
-    let dir = hub.directory.read().unwrap();
-    let offices = dir.people.state(by.id).offices.clone();
-    let mut groups: Vec<Id> = match scope {
-        ScopeKind::Group => {
-            let sight = dir.sight(by.id, of).ok_or_else(OpError::no_such_group)?;
-            if !is_cadre(&sight) && sight.officer.is_none() {
-                return Err(forbidden("group figures are for its cadres and officers"));
-            }
-            vec![of]
-        }
-        ScopeKind::Town => {
-            let town = dir.towns.get(&of).ok_or_else(|| not_found("no such town"))?;
-            if !offices.contains(&Office::Town(of)) && !offices.contains(&Office::District(town.district)) {
-                return Err(forbidden("town figures are for the town's and the district's officers"));
-            }
-            dir.groups.values().filter(|g| g.town == of).map(|g| g.id).collect()
-        }
-        ScopeKind::District => {
-            if !offices.contains(&Office::District(of)) {
-                return Err(forbidden("district figures are for the district's officers"));
-            }
-            dir.groups
-                .values()
-                .filter(|g| dir.towns.get(&g.town).is_some_and(|t| t.district == of))
-                .map(|g| g.id)
-                .collect()
-        }
-    };
-    groups.sort_unstable();
-    Ok(groups)
-}
-
 fn per_mille(part: u32, whole: u32) -> u32 {
     if whole == 0 {
         1000
@@ -305,7 +272,12 @@ fn per_mille(part: u32, whole: u32) -> u32 {
 
 /// Request and exchange figures of a scope.
 pub async fn figures(hub: &Hub, by: &Account, scope: ScopeKind, of: Id) -> Result<Figures, OpError> {
-    let groups = scope_groups(hub, by, scope, of)?;
+    let readable = match scope {
+        ScopeKind::Group => Scope::Group(of),
+        ScopeKind::Town => Scope::Town(of),
+        ScopeKind::District => Scope::District(of),
+    };
+    let groups = readable_groups(&hub.directory.read().unwrap(), by.id, readable)?;
     let window = hub.governance.config.first_response_ms;
     read(hub, move |c| {
         let mut f = Figures {
