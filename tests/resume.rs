@@ -97,22 +97,24 @@ async fn a_large_gap_is_paged_without_loss() {
     reader.expect_silence(Duration::from_millis(300)).await;
 }
 
+/// A tiny outbox so that a stalled client overflows quickly; big texts so
+/// that the kernel's socket buffers fill too.
+const STALL: [&str; 10] = [
+    "--ops-per-sec",
+    "100000",
+    "--burst",
+    "100000",
+    "--outbox",
+    "16",
+    "--sync",
+    "normal",
+    "--max-text",
+    "2000",
+];
+
 #[tokio::test]
 async fn a_client_that_stops_reading_neither_slows_the_group_nor_loses_events() {
-    // A tiny outbox so that the stalled client overflows quickly; big texts
-    // so that the kernel's socket buffers fill too.
-    let server = Server::start(&[
-        "--ops-per-sec",
-        "100000",
-        "--burst",
-        "100000",
-        "--outbox",
-        "16",
-        "--sync",
-        "normal",
-        "--max-text",
-        "2000",
-    ]);
+    let server = Server::start(&STALL);
     let (mut stalled, welcome) = server.client(&demo_phone(1, 1)).await;
     let group = group_named(&welcome, "聚源桥村").id;
     let head = stalled.subscribe(group, None).await;
@@ -196,20 +198,9 @@ async fn resubscribing_and_unsubscribing() {
 
 #[tokio::test]
 async fn a_client_that_takes_nothing_for_the_slow_timeout_is_closed_and_resumes_without_loss() {
-    let server = Server::start(&[
-        "--ops-per-sec",
-        "100000",
-        "--burst",
-        "100000",
-        "--outbox",
-        "16",
-        "--sync",
-        "normal",
-        "--max-text",
-        "2000",
-        "--slow-timeout",
-        "2",
-    ]);
+    let mut flags = STALL.to_vec();
+    flags.extend(["--slow-timeout", "2"]);
+    let server = Server::start(&flags);
     let (mut stalled, welcome) = server.client(&demo_phone(1, 1)).await;
     let group = group_named(&welcome, "聚源桥村").id;
     let head = stalled.subscribe(group, None).await;
